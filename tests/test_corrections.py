@@ -1,0 +1,419 @@
+"""Corrections: preambles, spelling, merge or replace, rejection, learned terms."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from ffasr_cli.corrections import (
+    Correction,
+    check_correction,
+    join_spelling,
+    learned_terms,
+    normalize_words,
+    parse_spoken_correction,
+    strip_preamble,
+    typed_correction,
+)
+from ffasr_cli.errors import CorrectionRejected, FfasrError
+
+HEARD = "Deploy it with Terra form tonight."
+RIGHT = "Deploy it with Terraform tonight."
+
+# --- normalize_words ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("Deploy it, NOW!", ["deploy", "it", "now"]),
+        ("Don’t use state-of-the-art e-mail.", ["don't", "use", "state-of-the-art", "e-mail"]),
+        ("'quoted' -dash- _under_", ["quoted", "dash", "under"]),
+        ("PostgreSQL 15.2", ["postgresql", "15", "2"]),
+        ("... -- !!", []),
+    ],
+)
+def test_normalize_words(text, words):
+    assert normalize_words(text) == words
+
+
+# --- strip_preamble ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spoken",
+    [
+        "No, I meant Terraform.",
+        "no I meant Terraform.",
+        "No I said Terraform.",
+        "I said Terraform.",
+        "I said, Terraform.",
+        "I meant: Terraform.",
+        "What I said was Terraform.",
+        "It's Terraform.",
+        "it is Terraform.",
+        "That's Terraform.",
+        "That should be Terraform.",
+        "Actually, Terraform.",
+        "Sorry, it's Terraform.",
+        "Nope. Terraform.",
+        "NO, I MEANT Terraform.",
+        "No, no, I meant, it's Terraform.",
+        'I said "Terraform".',
+        "Not Terra form, Terraform.",
+        "not terra form but Terraform.",
+    ],
+)
+def test_strip_preamble(spoken):
+    assert strip_preamble(spoken) == "Terraform."
+
+
+@pytest.mark.parametrize("text", ["November rain", "Nothing works", "Itself", "Terraform", ""])
+def test_strip_preamble_leaves_words_that_only_start_like_one(text):
+    assert strip_preamble(text) == text
+
+
+def test_strip_preamble_of_only_a_preamble_is_empty():
+    assert strip_preamble("No.") == ""
+    assert strip_preamble("No, I meant") == ""
+
+
+def test_strip_preamble_keeps_a_preamble_that_the_hypothesis_starts_with():
+    assert strip_preamble("No parking here", hypothesis="No parking hear.") == "No parking here"
+    assert strip_preamble("Actually it works", hypothesis="Actually it work") == "Actually it works"
+    # The outer "No, I meant" is a preamble; the inner "no" is the sentence.
+    assert strip_preamble("No, I meant no parking here", hypothesis="No parking hear.") == (
+        "no parking here"
+    )
+
+
+# --- join_spelling -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spoken", "joined"),
+    [
+        ("Xochitl, X-O-C-H-I-T-L", "Xochitl"),
+        ("Sochi tell X O C H I T L", "Xochitl"),
+        ("Sochi tell, X-O-C-H-I-T-L.", "Xochitl."),
+        ("K-U-B-E-R-N-E-T-E-S", "Kubernetes"),
+        ("k u b e r n e t e s", "Kubernetes"),
+        ("x. o. c. h. i. t. l.", "Xochitl"),
+        ("X, O, C, H, I, T, L", "Xochitl"),
+        ("Xochitl, spelled X-O-C-H-I-T-L.", "Xochitl."),
+        ("Xochitl, that's X-O-C-H-I-T-L", "Xochitl"),
+        ("PostgreSQL, P-O-S-T-G-R-E-S-Q-L.", "PostgreSQL."),
+        ("call x-o-c-h-i-t-l tomorrow", "call Xochitl tomorrow"),
+        ("deploy with K-U-B-E-R-N-E-T-E-S", "deploy with Kubernetes"),
+        ("Sochi X-O-C-H-I-T-L and Cubanites K-U-B-E-R-N-E-T-E-S", "Xochitl and Kubernetes"),
+    ],
+)
+def test_join_spelling(spoken, joined):
+    assert join_spelling(spoken) == joined
+
+
+@pytest.mark.parametrize("text", ["A-B testing", "I am a cat", "T-shirt", "Plan B", "Deploy it."])
+def test_join_spelling_leaves_ordinary_text(text):
+    assert join_spelling(text) == text
+
+
+# --- parse_spoken_correction -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spoken",
+    [
+        "Terraform",
+        "Terraform.",
+        "No, I meant Terraform.",
+        "I said Terraform",
+        "It's Terraform.",
+        "with Terraform",
+        "With Terraform.",
+        "Not Terra form, Terraform.",
+        "Terraform, T-E-R-R-A-F-O-R-M.",
+    ],
+)
+def test_spoken_short_correction_is_merged(spoken):
+    correction = parse_spoken_correction(spoken, HEARD)
+    assert correction.label == RIGHT
+    assert correction.kind == "merge"
+    assert correction.span is not None
+
+
+def test_spoken_merge_reports_the_replaced_span():
+    assert parse_spoken_correction("Terraform", HEARD) == Correction(RIGHT, "merge", (3, 5))
+
+
+def test_spoken_spelled_name_is_merged():
+    spoken = "No, I meant Sochi tell X O C H I T L."
+    correction = parse_spoken_correction(spoken, "Call Sochi tomorrow.")
+    assert correction == Correction("Call Xochitl tomorrow.", "merge", (1, 2))
+
+
+def test_spoken_merge_keeps_the_hypothesis_outside_the_span():
+    heard = "“Deploy   it with Terra form,” she said."
+    correction = parse_spoken_correction("Terraform.", heard)
+    assert correction.label == "“Deploy   it with Terraform,” she said."
+
+
+def test_spoken_merge_at_the_start_keeps_the_capital():
+    correction = parse_spoken_correction("terraform", "Terra form is down.")
+    assert correction.label == "Terraform is down."
+
+
+def test_spoken_not_x_y_merges_where_x_was_heard():
+    # "Nguyen" alone matches nothing in "Call win tomorrow"; "not win" says where it goes.
+    correction = parse_spoken_correction("Not win, Nguyen.", "Call win tomorrow.")
+    assert correction == Correction("Call Nguyen tomorrow.", "merge", (1, 2))
+
+
+@pytest.mark.parametrize(
+    ("spoken", "label"),
+    [
+        (RIGHT, RIGHT),
+        ("No, I said deploy it with Terraform tonight.", RIGHT),
+        ("I meant: deploy it with Terraform tonight", "Deploy it with Terraform tonight"),
+    ],
+)
+def test_spoken_sentence_replaces(spoken, label):
+    assert parse_spoken_correction(spoken, HEARD) == Correction(label, "replace")
+
+
+def test_spoken_sentence_starting_like_a_preamble_is_kept():
+    correction = parse_spoken_correction("No, I meant no parking here.", "No parking hear.")
+    assert correction == Correction("No parking here.", "replace")
+
+
+def test_spoken_fragment_that_matches_nothing_replaces():
+    correction = parse_spoken_correction("Nguyen", "Deploy it with Terra form tonight.")
+    assert correction.kind == "replace"
+    with pytest.raises(CorrectionRejected):
+        check_correction(HEARD, correction.label)
+
+
+def test_spoken_correction_into_an_empty_hypothesis_replaces():
+    assert parse_spoken_correction("I said Terraform", "") == Correction("Terraform", "replace")
+
+
+@pytest.mark.parametrize("spoken", ["No.", "", "   ", "No, I meant...", "Sorry."])
+def test_spoken_correction_with_nothing_left_is_rejected(spoken):
+    with pytest.raises(CorrectionRejected):
+        parse_spoken_correction(spoken, HEARD)
+
+
+# --- typed_correction --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "heard", "label", "span"),
+    [
+        ("Kubernetes", "Deploy with Cubanites tonight", "Deploy with Kubernetes tonight", (2, 3)),
+        ("PostgreSQL", "The Postgres QL server is down.", "The PostgreSQL server is down.", (1, 3)),
+        ("  Terraform ", HEARD, RIGHT, (3, 5)),
+        ("Cubanites", "Deploy with Cubanites tonight", "Deploy with Cubanites tonight", (2, 3)),
+    ],
+)
+def test_typed_fragment_is_merged(typed, heard, label, span):
+    assert typed_correction(typed, heard) == Correction(label, "merge", span)
+
+
+def test_typed_sentence_replaces_as_written():
+    typed = "deploy it with terraform tonight"
+    assert typed_correction(typed, HEARD) == Correction(typed, "replace")
+
+
+def test_typed_text_is_not_interpreted():
+    # What the user typed is the text: "No, I meant" stays (and the label is then judged).
+    typed = "No, I meant to deploy it with Terraform."
+    assert typed_correction(typed, HEARD) == Correction(typed, "replace")
+
+
+@pytest.mark.parametrize("typed", ["", "   ", "...", "?!"])
+def test_typed_empty_is_rejected(typed):
+    with pytest.raises(CorrectionRejected):
+        typed_correction(typed, HEARD)
+
+
+# --- check_correction --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("heard", "label"),
+    [
+        ("Deploy with Cubanites tonight", "Deploy with Kubernetes tonight"),
+        ("The Postgres QL server is down", "The PostgreSQL server is down"),
+        ("Call Sochi tell tomorrow.", "Call Xochitl tomorrow."),
+        ("Call win tomorrow.", "Call Nguyen tomorrow."),
+        (HEARD, RIGHT),
+        (RIGHT, RIGHT),
+        ("Deploy it with Terraform tonight. Thank you for watching.", RIGHT),
+        ("Is it on?", "Is it off?"),
+        ("Sochi", "Xochitl"),
+        ("", "Anything at all"),
+        ("...", "Anything at all"),
+    ],
+)
+def test_check_accepts_real_corrections(heard, label):
+    check_correction(heard, label)
+
+
+@pytest.mark.parametrize(
+    ("heard", "label", "reason"),
+    [
+        (HEARD, "", "empty"),
+        (HEARD, "   ", "empty"),
+        (HEARD, "...", "empty"),
+        (HEARD, "x" * 5000, "5000 characters"),
+        ("Deploy it with Terraform tonight", "what's the weather tomorrow", "new request"),
+        ("Send the report to the team", "Put the milk in the fridge", "new request"),
+        ("The meeting is at three", "I need to buy some milk and eggs", "new request"),
+    ],
+)
+def test_check_rejects_with_a_one_line_reason(heard, label, reason):
+    with pytest.raises(CorrectionRejected) as caught:
+        check_correction(heard, label)
+    message = str(caught.value)
+    assert reason in message
+    assert "\n" not in message
+    assert isinstance(caught.value, FfasrError)
+
+
+def test_check_limits_are_options():
+    check_correction("a" * 20, "a" * 20, max_chars=20)
+    with pytest.raises(CorrectionRejected):
+        check_correction("a" * 21, "a" * 21, max_chars=20)
+    check_correction("Call win", "Call Nguyen", min_similarity=0.3)
+    with pytest.raises(CorrectionRejected):
+        check_correction("Call win", "Call Nguyen", min_similarity=0.9)
+
+
+# --- learned_terms -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("heard", "label", "terms"),
+    [
+        ("Deploy with Cubanites tonight", "Deploy with Kubernetes tonight", ["Kubernetes"]),
+        ("The Postgres QL server is down", "The PostgreSQL server is down.", ["PostgreSQL"]),
+        (HEARD, RIGHT, ["Terraform"]),
+        ("call sochi and sochi", "Call Xochitl and Xochitl, XOCHITL!", ["Xochitl"]),
+        ("deploy", "Deploy the Terraform and the Kubernetes", ["Terraform", "Kubernetes"]),
+        ("it is at 3", "it's at three on the dot", ["three", "dot"]),
+        ("at three", "at 3", []),  # numbers alone are not terms
+        ("deploy TERRAFORM", "Deploy Terraform", []),  # casing alone is not a term
+        (RIGHT, RIGHT, []),
+        ("", "Kubernetes", ["Kubernetes"]),
+    ],
+)
+def test_learned_terms(heard, label, terms):
+    assert learned_terms(heard, label) == terms
+
+
+# --- properties --------------------------------------------------------------------------------
+
+words = st.text(
+    alphabet=st.characters(categories=("L", "N", "P", "Zs")), min_size=1, max_size=12
+).filter(lambda w: w.strip() != "")
+VOCAB = "the a it with Deploy deploy Terraform terra form tonight PostgreSQL don't e-mail 3".split()
+plain_word = st.builds(str.__add__, st.sampled_from(VOCAB), st.sampled_from(["", ".", ",", "!"]))
+sentences = st.lists(plain_word, min_size=1, max_size=14).map(" ".join)
+fast = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@fast
+@given(spoken=st.text(max_size=200), heard=st.text(max_size=200))
+def test_parse_never_fails_but_to_reject(spoken, heard):
+    try:
+        correction = parse_spoken_correction(spoken, heard)
+    except CorrectionRejected:
+        return
+    assert correction.label.strip()
+    assert (correction.span is None) == (correction.kind == "replace")
+
+
+@fast
+@given(typed=st.text(max_size=200), heard=st.text(max_size=200))
+def test_typed_never_fails_but_to_reject(typed, heard):
+    try:
+        correction = typed_correction(typed, heard)
+    except CorrectionRejected:
+        return
+    assert correction.label.strip()
+
+
+@fast
+@given(text=st.text(max_size=300))
+def test_text_helpers_never_fail(text):
+    strip_preamble(text, hypothesis=text)
+    join_spelling(text)
+    normalize_words(text)
+    learned_terms(text, text[::-1])
+    try:
+        check_correction(text, text[::-1])
+    except CorrectionRejected as rejected:
+        assert "\n" not in str(rejected)
+
+
+@fast
+@given(heard=st.lists(words, min_size=2, max_size=12).map(" ".join), typed=st.text(max_size=60))
+def test_merged_label_contains_the_correction(heard, typed):
+    try:
+        correction = typed_correction(typed, heard)
+    except CorrectionRejected:
+        return
+    if correction.kind == "merge":
+        label_words, typed_words = normalize_words(correction.label), normalize_words(typed)
+        n = len(typed_words)
+        assert any(label_words[i : i + n] == typed_words for i in range(len(label_words) - n + 1))
+
+
+@fast
+@given(heard=st.lists(words, min_size=2, max_size=14), data=st.data())
+def test_merging_a_span_of_the_hypothesis_changes_nothing(heard, data):
+    text = " ".join(heard)
+    tokens = list(re.finditer(r"\S+", text))
+    start = data.draw(st.integers(0, len(tokens) - 1))
+    end = data.draw(st.integers(start + 1, min(len(tokens), start + 5)))
+    fragment = text[tokens[start].start() : tokens[end - 1].end()]
+    assume(any(c.isalnum() for c in fragment))
+    assume(2 * (end - start) <= len(tokens) + 1)
+    correction = typed_correction(fragment, text)
+    assert correction.kind == "merge"
+    assert correction.label == text
+
+
+@fast
+@given(heard=sentences | st.text(max_size=200), label=sentences | st.text(max_size=200))
+def test_learned_terms_are_label_words_not_heard(heard, label):
+    terms = learned_terms(heard, label)
+    label_words = normalize_words(label)
+    keys = [normalize_words(t) for t in terms]
+    assert all(len(key) == 1 for key in keys)  # each term is one word of the label
+    keys = [key[0] for key in keys]
+    assert set(keys) <= set(label_words)
+    assert not set(keys) & set(normalize_words(heard))
+    assert len(set(keys)) == len(keys)
+    assert keys == sorted(keys, key=label_words.index)  # in label order
+
+
+@fast
+@given(text=st.text(max_size=300))
+def test_nothing_is_learned_from_an_accepted_transcript(text):
+    assert learned_terms(text, text) == []
+
+
+@fast
+@given(text=st.text(min_size=1, max_size=1000).filter(lambda t: any(c.isalpha() for c in t)))
+def test_a_label_equal_to_the_hypothesis_is_accepted(text):
+    check_correction(text, text)
+
+
+def test_import_stays_light():
+    code = "import sys, ffasr_cli.corrections; assert not {'torch', 'whisper'} & set(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
