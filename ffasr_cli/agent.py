@@ -27,11 +27,10 @@ from whisper.decoding import DecodingOptions
 
 from .audio import is_silent, load_audio, windows
 from .cache import CacheEntry, InteractionCache
-from .capture import decode_window
+from .capture import WindowCapture, decode_window
 from .config import Config, load_config
 from .corrections import check_correction
 from .errors import CorrectionRejected, FfasrError
-from .lora import adapter_state
 from .models import default_device, load_model
 from .modes import MODES, Target
 
@@ -89,6 +88,7 @@ class ASRAgent:
         if t.mode == "logits" and self.config.decoding.beam_size:
             raise FfasrError("logits mode caches the greedy path: set decoding.beam_size to null")
         self.params = self.mode.install()
+        self.trainable = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
         self.optimizer = torch.optim.AdamW(self.params, lr=t.learning_rate, weight_decay=t.weight_decay)
         self.cache = InteractionCache(t.max_cache_size)
         self.cache_dtype = getattr(torch, t.cache_dtype)
@@ -106,11 +106,17 @@ class ASRAgent:
         terms = self.glossary[: self.config.decoding.glossary_max_terms]
         return f"Glossary: {', '.join(terms)}." if terms and self.config.decoding.glossary else None
 
-    def decoding_options(self) -> DecodingOptions:
+    def decoding_options(self, prompt: str | None) -> DecodingOptions:
         d = self.config.decoding
-        return DecodingOptions(
-            language=d.language, without_timestamps=True, fp16=self.device != "cpu", beam_size=d.beam_size, prompt=self.glossary_prompt()
-        )
+        return DecodingOptions(language=d.language, without_timestamps=True, fp16=self.device != "cpu", beam_size=d.beam_size, prompt=prompt)
+
+    def _decode(self, audio, keep: str | None, prompt: str | None) -> tuple[WindowCapture, ...]:
+        samples = load_audio(audio)
+        if is_silent(samples, self.config.decoding.silence_dbfs):
+            return ()
+        options = self.decoding_options(prompt)
+        captures = (decode_window(self.model, w, options, keep, self.cache_dtype) for w in windows(samples))
+        return tuple(c for c in captures if not self._no_speech(c))
 
     def infer(self, audio: str | Path | np.ndarray, cache_logits: bool = True):
         """Transcribe ``audio`` (a path, or 16 kHz float32 samples).
@@ -118,19 +124,18 @@ class ASRAgent:
         With ``cache_logits`` returns ``(text, cache_id)`` and keeps what the update mode needs
         (``cache_id`` is None when nothing was said); without, returns the text alone.
         """
-        samples = load_audio(audio)
-        captures = ()
-        if not is_silent(samples, self.config.decoding.silence_dbfs):
-            keep = self.mode.keeps if cache_logits else None
-            options = self.decoding_options()
-            captures = tuple(decode_window(self.model, w, options, keep, self.cache_dtype) for w in windows(samples))
-            captures = tuple(c for c in captures if not self._no_speech(c))
+        captures = self._decode(audio, self.mode.keeps if cache_logits else None, self.glossary_prompt())
         text = " ".join(c.text for c in captures).strip()
         if not cache_logits:
             return text
         if not text:
             return text, None
-        return text, self.cache.add(captures, ()).cache_id
+        return text, self.cache.add(captures).cache_id
+
+    def transcribe_correction(self, audio: str | Path | np.ndarray, hypothesis: str) -> str:
+        """A spoken correction, decoded with the glossary and the hypothesis as context; not cached."""
+        prompt = " ".join(p for p in (self.glossary_prompt(), hypothesis) if p) or None
+        return " ".join(c.text for c in self._decode(audio, None, prompt)).strip()
 
     def _no_speech(self, capture) -> bool:
         # whisper's own rule: likely silence and not confidently decoded
@@ -196,9 +201,9 @@ class ASRAgent:
         self.canaries.append(self.example(entry, entry.text))
         self.cache.discard([cache_id])
 
-    def step_if_ready(self) -> bool:
-        """After ``accumulation_steps`` corrections, run one update; True when it ran."""
-        if len(self.pending) < self.config.training.accumulation_steps:
+    def step_if_ready(self, force: bool = False) -> bool:
+        """After ``accumulation_steps`` corrections (or any, with ``force``), run one update; True when it ran."""
+        if not self.pending or (len(self.pending) < self.config.training.accumulation_steps and not force):
             return False
         self.last_update = self._update()
         return True
@@ -266,5 +271,29 @@ class ASRAgent:
 
     # ---------------------------------------------------------------- adapter
 
+    def identity(self) -> dict:
+        """What an adapter file must match to be loaded into this agent."""
+        t = self.config.training
+        if t.mode == "logits":
+            adapter = f"head/r{t.head_rank}"
+        else:
+            adapter = f"lora/r{t.lora_rank}/{','.join(t.lora_targets)}" + ("+encoder" if t.mode == "full" and not t.freeze_encoder else "")
+        return {"model": self.config.model, "dims": vars(self.model.dims), "adapter": adapter}
+
     def adapter_state(self) -> dict[str, torch.Tensor]:
-        return adapter_state(self.model)
+        """The trained tensors, by name: all that distinguishes this model from the base."""
+        return {name: p.detach().float().cpu().contiguous() for name, p in self.trainable.items()}
+
+    def load_adapter_state(self, tensors: dict[str, torch.Tensor], step: int) -> None:
+        missing = set(self.trainable) ^ set(tensors)
+        if missing:
+            raise FfasrError(f"adapter does not fit this model (e.g. {sorted(missing)[0]})")
+        with torch.no_grad():
+            for name, p in self.trainable.items():
+                p.copy_(tensors[name].to(p.device, p.dtype))
+        self.steps = step
+
+    def restore_pending(self, entry: CacheEntry, label: str) -> None:
+        """Put a correction saved before a restart back into the cache and the accumulation."""
+        self.cache.add(entry.windows, cache_id=entry.cache_id)
+        self.compute_loss_from_cache(entry.cache_id, label)

@@ -18,7 +18,6 @@ class CacheEntry:
 
     cache_id: str
     windows: tuple[WindowCapture, ...]
-    context: tuple[int, ...]  # decoder prompt used while decoding (glossary + start-of-transcript)
 
     @property
     def text(self) -> str:
@@ -37,8 +36,8 @@ class InteractionCache:
         self.entries: OrderedDict[str, CacheEntry] = OrderedDict()
         self.evicted = 0
 
-    def add(self, windows: tuple[WindowCapture, ...], context: tuple[int, ...], cache_id: str | None = None) -> CacheEntry:
-        entry = CacheEntry(cache_id or uuid.uuid4().hex[:12], windows, context)
+    def add(self, windows: tuple[WindowCapture, ...], cache_id: str | None = None) -> CacheEntry:
+        entry = CacheEntry(cache_id or uuid.uuid4().hex[:12], windows)
         self.entries[entry.cache_id] = entry
         while len(self.entries) > self.max_size:
             old_id, old = self.entries.popitem(last=False)

@@ -93,11 +93,6 @@ def low_rank_modules(model: nn.Module) -> Iterator[tuple[str, LowRank]]:
     return ((name, module) for name, module in model.named_modules() if isinstance(module, LowRank))
 
 
-def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Only the adapter's tensors, by their names in the model."""
-    return {f"{name}.{p}": getattr(m, p).detach().float().cpu().contiguous() for name, m in low_rank_modules(model) for p in "AB"}
-
-
 class disabled_adapters:
     """Context manager: the base model, as if no adapter were installed (for KL and canaries)."""
 

@@ -8,8 +8,8 @@
     python scripts/make_speech.py --no-eval             # skip the base tiny.en table
 
 Everything is deterministic: fixed TTS seeds, fixed noise seeds, hand-written sentences.
-Clips that already exist are not rendered again (unless --force); JSONL files are always rewritten
-(they are cheap). At the end the base tiny.en model transcribes every clip and a table shows, per
+Clips that already exist are not rendered again (unless --force, or unless clips/manifest.json says
+they were rendered from another text or voice); JSONL files are always rewritten (they are cheap). At the end the base tiny.en model transcribes every clip and a table shows, per
 file, the clip count, WER and term recall (for soundalike.jsonl: how often the term wrongly appears).
 
 Voices:
@@ -202,7 +202,7 @@ ACCEPTED = {
         "The weather should be sunny for most of the week.",
         "Could you close the window before it starts raining?",
         "My phone battery dies every afternoon.",
-        "Let us take a short break and continue at two.",
+        "I usually walk to work when the weather is nice.",
     ],
 }
 
@@ -275,7 +275,7 @@ EX_EVAL = [
     ("Xochitl is flying to Denver on Wednesday.", ["Xochitl"]),
     ("I asked Xochitl to review the budget.", ["Xochitl"]),
     ("The upgrade broke the Nginx rewrite rules.", ["Nginx"]),
-    ("Nginx is listening on the wrong port.", ["Nginx"]),
+    ("Our Nginx container ran out of disk space.", ["Nginx"]),
     ("The kids are watching cartoons in the living room.", []),
     ("I bought new running shoes last weekend.", []),
 ]
@@ -301,9 +301,22 @@ def slug(text: str, n: int = 40) -> str:
 class Renderer:
     def __init__(self, force: bool):
         self.force = force
+        self.manifests: dict[Path, dict] = {}  # clips dir -> {file name: what it says, in which voice}
         self._hibari = None
         self.rendered = 0
         self.skipped = 0
+
+    def _manifest(self, folder: Path) -> dict:
+        if folder not in self.manifests:
+            f = folder / "manifest.json"
+            self.manifests[folder] = json.loads(f.read_text(encoding="utf-8")) if f.exists() else {}
+        return self.manifests[folder]
+
+    def save_manifests(self):
+        for folder, data in self.manifests.items():
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "manifest.json").write_text(
+                json.dumps(dict(sorted(data.items())), ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
 
     @property
     def hibari(self):
@@ -364,9 +377,12 @@ class Renderer:
 
     def clip(self, path: Path, text: str, voice=TRAIN_VOICE, espeak: int | None = None) -> float:
         """Render text to path (16 kHz mono PCM_16) unless it exists; returns its duration."""
-        if path.exists() and not self.force:
+        key = f"{'espeak' if espeak is not None else 'hibari'}|{espeak if espeak is not None else voice}|{text}"
+        manifest = self._manifest(path.parent)
+        if path.exists() and not self.force and manifest.get(path.name) == key:
             self.skipped += 1
             return sf.info(path).duration
+        manifest[path.name] = key
         path.parent.mkdir(parents=True, exist_ok=True)
         audio = self.espeak_audio(text, espeak) if espeak is not None else self.hibari_audio(text, voice)
         sf.write(path, audio, SR, subtype="PCM_16")
@@ -464,13 +480,14 @@ def build_examples(out: Path, r: Renderer) -> list[str]:
     for i, (s, kind) in enumerate(EX_DIALOGS):
         name = f"dialog_{i}.wav"
         r.clip(clips / name, s, TRAIN_VOICE)
+        terms = [t for t in EX_TERMS if t in s]
         row = {"audio": f"clips/{name}", "reference": s}
         if kind == "typed":
-            row = {"audio": f"clips/{name}", "correction": s, "reference": s}
+            row = {"audio": f"clips/{name}", "correction": s, "reference": s, "terms": terms}
         elif kind == "spoken":
             r.clip(clips / f"dialog_{i}_fix.wav", EX_SPOKEN_FIX, FIX_VOICE)
             row = {"audio": f"clips/{name}", "correction_audio": f"clips/dialog_{i}_fix.wav",
-                   "correction_text": EX_SPOKEN_FIX, "reference": s}
+                   "correction_text": EX_SPOKEN_FIX, "reference": s, "terms": terms}
         rows.append(row)
     write_jsonl(out / "dialogs.jsonl", rows)
     rows = []
@@ -538,6 +555,7 @@ def main(argv=None):
     r = Renderer(args.force)
     out = args.examples if args.examples is not None else args.out
     files = build_examples(out, r) if args.examples is not None else build_benchmark(out, r)
+    r.save_manifests()
     print(f"{out}: {r.rendered} clips rendered, {r.skipped} already there, {time.time() - t0:.1f} s")
     if not args.no_eval:
         t1 = time.time()

@@ -1,0 +1,818 @@
+#!/usr/bin/env python
+"""Cost of learning from a correction, per update mode (logits, encoder, full) and per model.
+
+    python benchmarks/cost.py            # a few minutes on 1 CPU thread
+    python benchmarks/cost.py --quick    # about a minute: fewer repeats, same measurements
+
+Measures, on the same interactions (tests/data/kubernetes_*.wav, labels that fix "Kubernetes"):
+
+* update cost: ``compute_loss_from_cache`` (loss from the cache + backward), as a ratio to the
+  ``full`` mode (the re-run-the-audio baseline); the step (``step_if_ready`` + saving the adapter)
+  on its own, and amortized over the N corrections it consumes;
+* capture overhead: ``agent.infer`` (decoding + caching) vs whisper's own ``whisper.decode`` of the
+  same audio on a plain model; decoding with a 24-term glossary prompt vs without;
+* memory: the peak RSS of one update, in a separate process per mode (``--child-memory MODE``);
+* cache bytes per interaction and for a full cache, and what raw [T, V] fp32 logits would cost;
+* latency from "correction given" to "ready for the next utterance" (no step), real-time factor;
+* start-up of ``ffasr --help`` and ``ffasr stats`` (no torch import allowed);
+* where encoder-mode update time goes (torch.profiler), and a prototype of caching the frozen
+  cross-attention keys/values of the cached encoder output.
+
+Machines are noisy (shared cores): modes are interleaved round by round (the order rotates) and
+every headline number is a median; ratios are medians of per-round ratios, so a slow spell hits
+numerator and denominator alike. CPU time (``time.process_time``) is recorded next to wall time.
+Results: benchmarks/results/cost.json, cost.png, cost_profile_<model>.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+RESULTS = Path(__file__).resolve().parent / "results"
+MODES = ("logits", "encoder", "full")
+
+CLIPS = (  # tiny.en mishears "Kubernetes" in all three (tests/data/README.md)
+    ("kubernetes_deploy.wav", "Deploy the new service to Kubernetes tonight."),
+    ("kubernetes_cluster.wav", "Our Kubernetes cluster ran out of memory again."),
+    ("kubernetes_dashboard.wav", "Please restart the Kubernetes dashboard before lunch."),
+)
+CANARY_CLIPS = ("weather.wav", "librivox_ill_disposed.wav", "librivox_amiable.wav")  # accepted as heard
+GLOSSARY = (
+    "Kubernetes", "kubectl", "etcd", "Helm", "Istio", "Prometheus", "Grafana", "Terraform",
+    "Ansible", "PostgreSQL", "Redis", "Kafka", "Elasticsearch", "Nginx", "systemd", "Jenkins",
+    "GitLab", "OAuth", "gRPC", "WebAssembly", "Cassandra", "RabbitMQ", "Envoy", "Argo CD",
+)  # fmt: skip
+
+TARGETS = {  # name: (limit, unit, "<=" or "<")
+    "update_ratio.encoder": (0.12, "x full", "<="),
+    "update_ratio.logits": (0.02, "x full", "<="),
+    "capture_overhead": (1.05, "x whisper", "<="),
+    "glossary_overhead": (1.15, "x no prompt", "<="),
+    "latency": (0.3, "s", "<="),
+    "step": (2.0, "s", "<="),
+    "logits_cache_bytes": (64 * 1024, "B", "<="),
+    "startup": (0.5, "s", "<"),
+}
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def rotated(items, r):
+    items = list(items)
+    k = r % len(items)
+    return items[k:] + items[:k]
+
+
+class Timer:
+    """Wall and process-CPU seconds of a block."""
+
+    def __enter__(self):
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall0
+        self.cpu = time.process_time() - self.cpu0
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine_info(threads: int) -> dict:
+    import torch
+    import whisper
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "loadavg_at_start": load,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "whisper": getattr(whisper, "__version__", "?"),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def models_on_disk() -> list[str]:
+    from ffasr_cli.models import _whisper_cache_file
+
+    found = ["tiny.en"]
+    for name in ("base.en", "base"):
+        if _whisper_cache_file(name).exists():
+            found.append(name)
+    return found
+
+
+# --------------------------------------------------------------------------- start-up
+
+
+def startup(reps: int) -> dict:
+    """Wall time of ``ffasr --help`` / ``ffasr stats`` in a fresh process, and whether torch loaded."""
+    exe = Path(sys.executable).parent / "ffasr"
+    probe = (
+        "import sys, json\n"
+        "sys.argv = ['ffasr'] + sys.argv[1:]\n"
+        "from ffasr_cli.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write('\\n@@' + json.dumps({m: m in sys.modules for m in ('torch', 'whisper', 'numpy')}))\n"
+    )
+    out = {}
+    with tempfile.TemporaryDirectory() as home:  # an empty store, not the user's
+        env = dict(os.environ, FFASR_HOME=home)
+        for args in (["--help"], ["stats"]):
+            key = " ".join(["ffasr", *args])
+            cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-c", "from ffasr_cli.cli import main; main()", *args]
+            first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+            if first.returncode != 0:
+                reason = (first.stderr.strip().splitlines() or first.stdout.strip().splitlines() or ["?"])[-1]
+                out[key] = {"seconds": None, "status": "n/a", "reason": f"exit {first.returncode}: {reason[:200]}"}
+                continue
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                subprocess.run(cmd, capture_output=True, env=env, timeout=120)
+                times.append(time.perf_counter() - t0)
+            imported = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, env=env, timeout=120)
+            modules = json.loads(imported.stderr.rsplit("@@", 1)[1]) if "@@" in imported.stderr else {}
+            out[key] = {"seconds": median(times), "all": times, "imports": modules, "status": "ok"}
+    return out
+
+
+# --------------------------------------------------------------------------- memory (child process)
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Trim malloc's free lists back to the OS and reset the peak RSS (VmHWM) of this process."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_around(fn) -> dict:
+    """Peak resident memory above the starting point while ``fn`` runs (bytes)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    exact = _reset_peak()
+    rss0, maxrss0 = _status_kb("VmRSS"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        cuda0 = torch.cuda.memory_allocated()
+    fn()
+    hwm, maxrss1 = _status_kb("VmHWM"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = {
+        "rss_before": rss0 * 1024 if rss0 else None,
+        "peak_delta": (hwm - rss0) * 1024 if exact and hwm and rss0 else None,
+        "ru_maxrss_delta": (maxrss1 - maxrss0) * 1024,  # coarse: only counts a new process-wide peak
+        "method": "VmHWM after clear_refs=5 (malloc_trim, mmap threshold 64 KiB)" if exact else "ru_maxrss",
+    }
+    if result["peak_delta"] is None:
+        result["peak_delta"] = result["ru_maxrss_delta"]
+    if cuda:
+        torch.cuda.synchronize()
+        result["cuda_peak_delta"] = torch.cuda.max_memory_allocated() - cuda0
+    return result
+
+
+def child_memory(mode: str, model: str, threads: int, n: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    from ffasr_cli.agent import ASRAgent
+
+    agent = ASRAgent(model, accumulation_steps=n, mode=mode, seed=0)
+    wav, label = CLIPS[0]
+    _, cache_id = agent.infer(str(DATA / wav))
+    entry = agent.cache.get(cache_id)
+
+    def reset():
+        agent.pending, agent.accumulated = [], 0
+        agent.optimizer.zero_grad(set_to_none=True)
+
+    agent.compute_loss_from_cache(cache_id, label)  # warm-up (lazy inits), then back to "no grads"
+    reset()
+    out = {"mode": mode, "model": model, "rss_after_setup": (_status_kb("VmRSS") or 0) * 1024}
+    out["update"] = _peak_around(lambda: agent.compute_loss_from_cache(cache_id, label))
+    reset()
+    ids = [agent.cache.add(entry.windows, entry.context).cache_id for _ in range(n)]
+
+    def step():
+        for cid in ids:
+            agent.compute_loss_from_cache(cid, label)
+        agent.step_if_ready()
+
+    out["step"] = _peak_around(step)
+    return out
+
+
+def memory(model: str, threads: int, n: int) -> dict:
+    out = {}
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
+    for mode in MODES:
+        cmd = [sys.executable, __file__, "--child-memory", mode, "--model", model, "--threads", str(threads), "-n", str(n)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@")]
+        if proc.returncode != 0 or not line:
+            out[mode] = {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+            continue
+        out[mode] = json.loads(line[-1][2:])
+    full = out.get("full", {}).get("update", {}).get("peak_delta")
+    for mode in MODES:
+        for part in ("update", "step"):
+            d = out[mode].get(part)
+            if d and full and part == "update":
+                d["ratio_to_full"] = d["peak_delta"] / full
+            if d and part == "step" and out["full"].get("step", {}).get("peak_delta"):
+                d["ratio_to_full"] = d["peak_delta"] / out["full"]["step"]["peak_delta"]
+    return out
+
+
+# --------------------------------------------------------------------------- in-process measurements
+
+
+def reset_pending(agent) -> None:
+    agent.pending, agent.accumulated = [], 0
+    agent.optimizer.zero_grad(set_to_none=True)
+
+
+def decoding(agents, plain, samples, rounds: int) -> dict:
+    """Capture overhead (agent.infer vs whisper.decode) and glossary-prompt overhead, interleaved."""
+    import torch
+    import whisper
+    from whisper.decoding import DecodingOptions
+
+    options = DecodingOptions(language="en", without_timestamps=True, fp16=False)
+    enc = agents["encoder"]
+
+    def whisper_decode(x):
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(x)))
+        return whisper.decode(plain, mel, options).text
+
+    def with_glossary(x):
+        enc.glossary = list(GLOSSARY)
+        try:
+            return enc.infer(x, cache_logits=False)
+        finally:
+            enc.glossary = []
+
+    variants = {"whisper": whisper_decode}
+    for mode, agent in agents.items():
+        variants[f"infer.{mode}"] = lambda x, a=agent: a.infer(x)[0]
+    variants["infer.encoder.nocache"] = lambda x: enc.infer(x, cache_logits=False)
+    variants["infer.encoder.glossary"] = with_glossary
+
+    for x in samples[:1]:  # warm-up
+        for fn in variants.values():
+            fn(x)
+    times = {k: [] for k in variants}  # [(round, clip, wall, cpu)]
+    texts = {}
+    for r in range(rounds):
+        for c, x in enumerate(samples):
+            for name in rotated(variants, r + c):
+                with Timer() as t:
+                    texts[(name, c)] = variants[name](x)
+                times[name].append((r, c, t.wall, t.cpu))
+    for agent in agents.values():  # the infers above filled the caches: empty them
+        agent.cache.entries.clear()
+
+    def paired(name, base, k):
+        ref = {(r, c): (w, u) for r, c, w, u in times[base]}
+        return median([(w, u)[k] / ref[(r, c)][k] for r, c, w, u in times[name]])
+
+    out = {"seconds": {k: median([t[2] for t in v]) for k, v in times.items()}}
+    out["cpu_seconds"] = {k: median([t[3] for t in v]) for k, v in times.items()}
+    out["ratio_to_whisper"] = {k: paired(k, "whisper", 0) for k in variants if k != "whisper"}
+    out["cpu_ratio_to_whisper"] = {k: paired(k, "whisper", 1) for k in variants if k != "whisper"}
+    out["glossary_ratio"] = paired("infer.encoder.glossary", "infer.encoder.nocache", 0)
+    out["glossary_cpu_ratio"] = paired("infer.encoder.glossary", "infer.encoder.nocache", 1)
+    out["same_text_as_whisper"] = all(
+        texts[(f"infer.{m}", c)] == texts[("whisper", c)] for m in agents for c in range(len(samples))
+    )
+    out["glossary_texts"] = [texts[("infer.encoder.glossary", c)] for c in range(len(samples))]
+    out["samples"] = len(times["whisper"])
+    return out
+
+
+def cache_sizes(agents, samples, max_cache_size: int) -> tuple[dict, dict]:
+    """Bytes kept per interaction, per mode; returns (sizes, {mode: [cache ids per clip]})."""
+    ids, sizes = {}, {}
+    for mode, agent in agents.items():
+        entries = [agent.cache.get(agent.infer(x)[1]) for x in samples]
+        ids[mode] = [e.cache_id for e in entries]
+        per = [e.nbytes for e in entries]
+        positions = [sum(len(w.tokens) + 1 for w in e.windows) for e in entries]
+        n_vocab = agent.model.dims.n_vocab
+        sizes[mode] = {
+            "per_interaction": statistics.mean(per),
+            "per_interaction_each": per,
+            "full_cache": statistics.mean(per) * max_cache_size,
+            "max_cache_size": max_cache_size,
+            "dtype": agent.config.training.cache_dtype,
+        }
+        sizes["raw_logits_fp32"] = {  # the seed's [B, T, V] fp32 logits, T = decoded positions
+            "per_interaction": statistics.mean(p * n_vocab * 4 for p in positions),
+            "full_cache": statistics.mean(p * n_vocab * 4 for p in positions) * max_cache_size,
+            "positions": positions,
+            "n_vocab": n_vocab,
+        }
+    return sizes, ids
+
+
+def update_cost(agents, ids, rounds: int, warmup: int = 2) -> dict:
+    """compute_loss_from_cache (no step) per mode, interleaved; ratios to full per round."""
+    labels = [label for _, label in CLIPS]
+    for mode, agent in agents.items():
+        for _ in range(warmup):
+            for cid, label in zip(ids[mode], labels):
+                agent.compute_loss_from_cache(cid, label)
+            reset_pending(agent)
+    samples = {m: [] for m in agents}  # (round, wall, cpu)
+    losses = {}
+    for r in range(rounds):
+        for mode in rotated(agents, r):
+            agent = agents[mode]
+            for cid, label in zip(ids[mode], labels):
+                with Timer() as t:
+                    loss = agent.compute_loss_from_cache(cid, label)
+                samples[mode].append((r, t.wall, t.cpu))
+                losses.setdefault(mode, []).append(float(loss))
+            reset_pending(agent)
+
+    def per_round(mode, k):
+        sums = {}
+        for r, *v in samples[mode]:
+            sums[r] = sums.get(r, 0.0) + v[k]
+        return sums
+
+    out = {"seconds": {}, "cpu_seconds": {}, "ratio_to_full": {}, "cpu_ratio_to_full": {}, "ratio_of_medians": {}}
+    full_wall, full_cpu = per_round("full", 0), per_round("full", 1)
+    for mode in agents:
+        out["seconds"][mode] = median([s[1] for s in samples[mode]])
+        out["cpu_seconds"][mode] = median([s[2] for s in samples[mode]])
+        wall, cpu = per_round(mode, 0), per_round(mode, 1)
+        out["ratio_to_full"][mode] = median([wall[r] / full_wall[r] for r in wall])
+        out["cpu_ratio_to_full"][mode] = median([cpu[r] / full_cpu[r] for r in cpu])
+    for mode in agents:
+        out["ratio_of_medians"][mode] = out["seconds"][mode] / out["seconds"]["full"]
+    out["first_loss"] = {m: v[0] for m, v in losses.items()}
+    out["samples_per_mode"] = len(samples["full"])
+    return out
+
+
+def steps(agents, ids, canary_ids, n: int, timed: int) -> dict:
+    """step_if_ready (+ saving the adapter) per mode, after a warm-up step that fills the replay."""
+    from safetensors.torch import save_file
+
+    labels = [label for _, label in CLIPS]
+    for agent, cids in ((agents[m], canary_ids[m]) for m in agents):
+        reset_pending(agent)
+        for cid in cids:
+            agent.accept(cid)
+    out = {m: {"step": [], "step_cpu": [], "save": [], "latency_pending": [], "rolled_back": [], "replayed": []} for m in agents}
+    with tempfile.TemporaryDirectory() as tmp:
+        for s in range(timed + 1):
+            for mode in rotated(agents, s):
+                agent = agents[mode]
+                for i in range(n):
+                    entry = agent.cache.get(ids[mode][i % len(ids[mode])])
+                    cid = agent.cache.add(entry.windows, entry.context).cache_id  # a fresh interaction
+                    with Timer() as t:
+                        agent.compute_loss_from_cache(cid, labels[i % len(labels)])
+                    if s:
+                        out[mode]["latency_pending"].append(t.wall)
+                with Timer() as t:
+                    ran = agent.step_if_ready()
+                with Timer() as ts:
+                    save_file(agent.adapter_state(), os.path.join(tmp, f"{mode}.safetensors"))
+                assert ran
+                if s:  # step 0 is the warm-up
+                    out[mode]["step"].append(t.wall)
+                    out[mode]["step_cpu"].append(t.cpu)
+                    out[mode]["save"].append(ts.wall)
+                    out[mode]["rolled_back"].append(agent.last_update.rolled_back)
+                    out[mode]["replayed"].append(agent.last_update.replayed)
+    summary = {}
+    for mode, v in out.items():
+        step, save = median(v["step"]), median(v["save"])
+        summary[mode] = {
+            "step_seconds": step,
+            "step_cpu_seconds": median(v["step_cpu"]),
+            "save_seconds": save,
+            "step_plus_save": step + save,
+            "amortized_per_correction": (step + save) / n,
+            "latency_with_pending": median(v["latency_pending"]),
+            "rolled_back": v["rolled_back"],
+            "replayed": v["replayed"],
+            "canaries": len(agents[mode].canaries),
+            "steps_timed": len(v["step"]),
+        }
+    return summary
+
+
+# --------------------------------------------------------------------------- profile + prototype
+
+
+def profile_encoder(agent, ids, reps: int, path: Path) -> dict:
+    """Where encoder-mode update time goes; prototype: frozen cross-attention K/V cached per entry."""
+    import torch
+    import torch.nn.functional as F
+    from torch.profiler import ProfilerActivity, profile
+
+    from ffasr_cli.lora import LoRALinear
+
+    labels = [label for _, label in CLIPS]
+    entries = [agent.cache.get(cid) for cid in ids]
+    targets = [agent.example(e, label).targets[0] for e, label in zip(entries, labels)]
+    mode, model = agent.mode, agent.model
+    dec = model.decoder
+
+    def engine(target):
+        loss = mode.loss(target)
+        loss.backward()
+        return loss
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(reps):
+            for target in targets:
+                engine(target)
+    agent.optimizer.zero_grad(set_to_none=True)
+    table = prof.key_averages(group_by_input_shape=True).table(
+        sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=34, max_shapes_column_width=70
+    )
+    events = prof.key_averages(group_by_input_shape=True)
+    total = sum(e.self_cpu_time_total for e in events)
+
+    def share(pred):
+        return sum(e.self_cpu_time_total for e in events if pred(e)) / total
+
+    def shapes(e):
+        return str(e.input_shapes)
+
+    n_vocab, n_audio = model.dims.n_vocab, model.dims.n_audio_ctx
+    breakdown = {
+        "vocab_projection (h @ E^T, fwd+bwd)": share(lambda e: e.key == "aten::mm" and str(n_vocab) in shapes(e)),
+        "cross-attn K/V base projections over audio frames": share(
+            lambda e: e.key in ("aten::mm", "aten::addmm") and f"[1500, {model.dims.n_text_state}], [{model.dims.n_text_state}, {model.dims.n_text_state}]".replace("1500", str(n_audio)) in shapes(e)
+        ),
+        "LoRA on cross-attn K/V over audio frames (mm+mul+add, fwd+bwd)": share(
+            lambda e: e.key in ("aten::mm", "aten::mul", "aten::add") and str(n_audio) in shapes(e) and str(agent.config.training.lora_rank) in shapes(e)
+            or e.key in ("aten::mul", "aten::add") and f"[1, {n_audio}, {model.dims.n_text_state}]" in shapes(e)
+        ),
+        "cross-attention SDPA (fwd+bwd)": share(lambda e: "scaled_dot_product" in e.key and str(n_audio) in shapes(e)),
+    }
+    # frames-sized work in the backward (LoRA grads) that the filters above may miss
+    breakdown["everything else"] = max(0.0, 1.0 - sum(breakdown.values()))
+
+    # ---- prototype: base K/V of the cached audio features, computed once per entry
+    def base_kv(features):
+        kv = {}
+        with torch.no_grad():
+            for block in dec.blocks:
+                for lin in (block.cross_attn.key, block.cross_attn.value):
+                    kv[lin] = (lin.base if isinstance(lin, LoRALinear) else lin)(features)
+        return kv
+
+    def lora_delta(lin, x, fold):
+        if not isinstance(lin, LoRALinear) or not lin.lora.enabled:
+            return None
+        lr = lin.lora
+        if fold:  # scale the rank-r intermediate, not the [frames, d] output
+            return ((x @ lr.A.T) * lr.scale) @ lr.B.T
+        return lr(x)
+
+    def prototype(target, kv_base, lora_kv: bool, fold: bool):
+        features = mode.audio_features(target.window).float()
+        kv = {}
+        for lin, base in kv_base.items():
+            delta = lora_delta(lin, features, fold) if lora_kv else None
+            kv[lin] = base if delta is None else base + delta
+        labels_t = torch.tensor(target.tokens)
+        inputs = torch.tensor([*mode.sot_sequence, *target.tokens[:-1]]).unsqueeze(0)
+        start = len(mode.sot_sequence) - 1
+        x = dec.token_embedding(inputs) + dec.positional_embedding[: inputs.shape[-1]]
+        for block in dec.blocks:  # with kv_cache holding the cross-attn modules, whisper reuses K/V
+            x = block(x, features, mask=dec.mask, kv_cache=kv)
+        logits = (dec.ln(x) @ dec.token_embedding.weight.T)[0, start:]
+        loss = F.cross_entropy(logits.float(), labels_t)
+        loss.backward()
+        return loss
+
+    kvs = [base_kv(mode.audio_features(t.window).float()) for t in targets]
+    with Timer() as t_kv:
+        for t in targets:
+            base_kv(mode.audio_features(t.window).float())
+    params = [p for p in agent.params]
+
+    def grads():
+        g = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+        agent.optimizer.zero_grad(set_to_none=True)
+        return g
+
+    # exactness: same loss and gradients as the engine
+    check = {}
+    for name, fn in (("kv_cached", lambda t, kv: prototype(t, kv, True, False)), ("kv_cached+fold", lambda t, kv: prototype(t, kv, True, True))):
+        agent.optimizer.zero_grad(set_to_none=True)
+        l0 = engine(targets[0]).item()
+        g0 = grads()
+        l1 = fn(targets[0], kvs[0]).item()
+        g1 = grads()
+        check[name] = {
+            "loss_abs_diff": abs(l0 - l1),
+            "max_grad_rel_diff": max(float((a - b).norm() / (a.norm() + 1e-12)) for a, b in zip(g0, g1)),
+        }
+    variants = {
+        "engine (EncoderMode.loss + backward)": lambda i: engine(targets[i]),
+        "base K/V cached per entry, LoRA delta on K/V": lambda i: prototype(targets[i], kvs[i], True, False),
+        "base K/V cached + LoRA scale folded into rank-r": lambda i: prototype(targets[i], kvs[i], True, True),
+        "K/V fully cached (no LoRA on cross_attn.key/value)": lambda i: prototype(targets[i], kvs[i], False, False),
+    }
+    times = {k: [] for k in variants}
+    for r in range(reps):
+        for name in rotated(variants, r):
+            for i in range(len(targets)):
+                with Timer() as t:
+                    variants[name](i)
+                times[name].append(t.wall)
+            agent.optimizer.zero_grad(set_to_none=True)
+    base_time = median(times["engine (EncoderMode.loss + backward)"])
+    kv_bytes = sum(v.numel() * v.element_size() for v in kvs[0].values())
+    proto = {
+        name: {"seconds": median(v), "ratio_to_engine": median(v) / base_time} for name, v in times.items()
+    }
+    text = [f"# encoder-mode loss+backward, {reps}x{len(targets)} calls, torch.profiler (self CPU)\n", table, "\n# breakdown\n"]
+    text += [f"{share_:6.1%}  {name}\n" for name, share_ in breakdown.items()]
+    text += ["\n# prototype (median wall s per loss+backward)\n"]
+    text += [f"{v['seconds']:.4f} s  {v['ratio_to_engine']:.2f}x  {k}\n" for k, v in proto.items()]
+    text += [f"\nbase K/V per entry: {kv_bytes / 2**20:.1f} MiB fp32, {t_kv.wall / len(targets):.4f} s to compute\n"]
+    text += [f"exactness vs engine: {json.dumps(check)}\n"]
+    path.write_text("".join(text))
+    return {
+        "breakdown_self_cpu_share": breakdown,
+        "prototype": proto,
+        "prototype_exactness": check,
+        "base_kv_bytes_per_entry_fp32": kv_bytes,
+        "base_kv_compute_seconds": t_kv.wall / len(targets),
+        "profile_file": str(path.relative_to(ROOT)),
+    }
+
+
+# --------------------------------------------------------------------------- one model
+
+
+def bench_model(model_name: str, args) -> dict:
+    import numpy as np  # noqa: F401
+
+    from ffasr_cli.agent import ASRAgent
+    from ffasr_cli.audio import load_audio
+    from ffasr_cli.models import load_model
+
+    n = args.n
+    t0 = time.perf_counter()
+    agents = {m: ASRAgent(model_name, accumulation_steps=n, mode=m, seed=0) for m in MODES}
+    device = agents["full"].device
+    plain = load_model(model_name, device)
+    samples = [load_audio(DATA / wav) for wav, _ in CLIPS]
+    durations = [len(x) / 16000 for x in samples]
+    log(f"[{model_name}] loaded 3 agents + plain model in {time.perf_counter() - t0:.1f}s on {device}")
+
+    out = {"device": device, "clip_seconds": durations, "accumulation_steps": n}
+    t0 = time.perf_counter()
+    out["decoding"] = dec = decoding(agents, plain, samples, args.decode_rounds)
+    mean_dur = statistics.mean(durations)
+    out["rtf"] = {k: v / mean_dur for k, v in dec["seconds"].items()}
+    log(f"[{model_name}] decoding: {time.perf_counter() - t0:.1f}s")
+
+    max_cache = agents["encoder"].config.training.max_cache_size
+    out["cache_bytes"], ids = cache_sizes(agents, samples, max_cache)
+    t0 = time.perf_counter()
+    out["update"] = update_cost(agents, ids, args.update_rounds)
+    log(f"[{model_name}] update cost: {time.perf_counter() - t0:.1f}s")
+
+    if args.profile:
+        t0 = time.perf_counter()
+        out["profile_encoder"] = profile_encoder(
+            agents["encoder"], ids["encoder"], args.profile_reps, RESULTS / f"cost_profile_{model_name}.txt"
+        )
+        log(f"[{model_name}] profile: {time.perf_counter() - t0:.1f}s")
+
+    t0 = time.perf_counter()
+    canaries = {m: [a.infer(DATA / wav)[1] for wav in CANARY_CLIPS[: args.canaries]] for m, a in agents.items()}
+    out["step"] = steps(agents, ids, canaries, n, args.steps)
+    log(f"[{model_name}] steps: {time.perf_counter() - t0:.1f}s")
+    del agents, plain
+
+    t0 = time.perf_counter()
+    out["memory"] = memory(model_name, args.threads, n)
+    log(f"[{model_name}] memory (3 child processes): {time.perf_counter() - t0:.1f}s")
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def verdict(value, key) -> str:
+    if value is None:
+        return "n/a"
+    limit, _, op = TARGETS[key]
+    ok = value <= limit if op == "<=" else value < limit
+    return "PASS" if ok else "FAIL"
+
+
+def checks(result: dict) -> list[dict]:
+    rows = []
+
+    def add(what, value, key, fmt="{:.3f}", note=""):
+        limit, unit, op = TARGETS[key]
+        rows.append({
+            "what": what, "value": value, "shown": "n/a" if value is None else fmt.format(value),
+            "target": f"{op} {fmt.format(limit) if unit != 'B' else f'{limit // 1024} KB'} {unit if unit != 'B' else ''}".strip(),
+            "verdict": verdict(value, key), "note": note,
+        })  # fmt: skip
+
+    for model, m in result["models"].items():
+        u, d, s = m["update"], m["decoding"], m["step"]
+        add(f"[{model}] encoder update / full", u["ratio_to_full"]["encoder"], "update_ratio.encoder", note=f"cpu-time ratio {u['cpu_ratio_to_full']['encoder']:.3f}")
+        add(f"[{model}] logits update / full", u["ratio_to_full"]["logits"], "update_ratio.logits", note=f"cpu-time ratio {u['cpu_ratio_to_full']['logits']:.3f}")
+        for mode in MODES:
+            add(f"[{model}] capture overhead, {mode} infer / whisper.decode", d["ratio_to_whisper"][f"infer.{mode}"], "capture_overhead")
+        add(f"[{model}] glossary (24 terms) / no prompt", d["glossary_ratio"], "glossary_overhead")
+        for mode in MODES:
+            add(f"[{model}] latency, {mode} (no step)", u["seconds"][mode], "latency", note="baseline" if mode == "full" else "")
+        for mode in MODES:
+            add(f"[{model}] step + save, {mode}", s[mode]["step_plus_save"], "step", fmt="{:.2f}",
+                note=("baseline; " if mode == "full" else "") + f"amortized {s[mode]['amortized_per_correction']:.3f} s/correction")  # fmt: skip
+        add(f"[{model}] logits cache per interaction", m["cache_bytes"]["logits"]["per_interaction"], "logits_cache_bytes", fmt="{:,.0f}")
+    for cmd, v in result["startup"].items():
+        imports = v.get("imports", {})
+        value = v["seconds"]
+        row_note = v.get("reason", "") or f"imports torch: {imports.get('torch')}"
+        add(cmd, value, "startup", note=row_note)
+        if value is not None and imports.get("torch"):
+            rows[-1]["verdict"] = "FAIL"
+    return rows
+
+
+def print_report(result: dict, rows: list[dict]) -> None:
+    print()
+    width = max(len(r["what"]) for r in rows)
+    for r in rows:
+        print(f"{r['what']:<{width}}  {r['shown']:>12}  target {r['target']:<16} {r['verdict']:<4}  {r['note']}")
+    for model, m in result["models"].items():
+        print(f"\n[{model}] median seconds per compute_loss_from_cache: " + ", ".join(f"{k} {v:.4f}" for k, v in m["update"]["seconds"].items()))
+        print(f"[{model}] decoding seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in m["decoding"]["seconds"].items()))
+        print(f"[{model}] real-time factor: " + ", ".join(f"{k} {v:.3f}" for k, v in m["rtf"].items()))
+        cb = m["cache_bytes"]
+        print(f"[{model}] cache bytes/interaction: " + ", ".join(f"{k} {cb[k]['per_interaction']:,.0f}" for k in (*MODES, "raw_logits_fp32")))
+        print(f"[{model}] full cache ({cb['encoder']['max_cache_size']} entries): " + ", ".join(f"{k} {cb[k]['full_cache'] / 2**20:,.1f} MiB" for k in (*MODES, "raw_logits_fp32")))
+        mem = m["memory"]
+        print(f"[{model}] update peak RSS delta: " + ", ".join(
+            f"{k} {mem[k]['update']['peak_delta'] / 2**20:.1f} MiB ({mem[k]['update'].get('ratio_to_full', float('nan')):.2f}x)" if "update" in mem[k] else f"{k} error" for k in MODES))  # fmt: skip
+        print(f"[{model}] step peak RSS delta: " + ", ".join(
+            f"{k} {mem[k]['step']['peak_delta'] / 2**20:.1f} MiB" if "step" in mem[k] else f"{k} error" for k in MODES))  # fmt: skip
+        if "profile_encoder" in m:
+            p = m["profile_encoder"]
+            print(f"[{model}] encoder update, self-CPU share: " + "; ".join(f"{k} {v:.0%}" for k, v in p["breakdown_self_cpu_share"].items()))
+            print(f"[{model}] prototype: " + "; ".join(f"{k}: {v['ratio_to_engine']:.2f}x" for k, v in p["prototype"].items()))
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(result["models"])
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    width = 0.8 / max(1, len(models))
+    panels = (
+        ("update time / full (log)", lambda m, mode: m["update"]["ratio_to_full"][mode], True, {"encoder": 0.12, "logits": 0.02}),
+        ("update peak memory / full (log)", lambda m, mode: m["memory"][mode].get("update", {}).get("ratio_to_full"), True, {}),
+        ("cache bytes per interaction (log)", lambda m, mode: m["cache_bytes"][mode]["per_interaction"], True, {"logits": 64 * 1024}),
+    )
+    labels = list(MODES) + ["raw logits\nfp32 (seed)"]
+    for ax, (title, get, log_scale, targets) in zip(axes, panels):
+        cols = labels if "cache" in title else list(MODES)
+        for j, model in enumerate(models):
+            m = result["models"][model]
+            vals = []
+            for mode in cols:
+                if mode.startswith("raw"):
+                    vals.append(m["cache_bytes"]["raw_logits_fp32"]["per_interaction"])
+                else:
+                    vals.append(get(m, mode) or 0)
+            xs = [i + (j - (len(models) - 1) / 2) * width for i in range(len(cols))]
+            bars = ax.bar(xs, vals, width, label=model)
+            for b, v in zip(bars, vals):
+                txt = f"{v / 1024:,.0f} KB" if "cache" in title else f"{v:.3f}"
+                ax.annotate(txt, (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=8)
+        for mode, t in targets.items():
+            i = cols.index(mode)
+            ax.hlines(t, i - 0.45, i + 0.45, colors="red", linestyles="--", linewidth=1)
+        ax.set_xticks(range(len(cols)), cols)
+        ax.set_title(title)
+        if log_scale:
+            ax.set_yscale("log")
+        if len(models) > 1:
+            ax.legend()
+    fig.suptitle(f"ffasr update cost per mode (CPU, {result['machine']['threads']} thread(s); red: target)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (about a minute)")
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1, for repeatability)")
+    ap.add_argument("--models", nargs="*", help="default: tiny.en, plus base/base.en when in ~/.cache/whisper")
+    ap.add_argument("-n", type=int, default=4, help="accumulation_steps N (default 4)")
+    ap.add_argument("--no-profile", dest="profile", action="store_false")
+    ap.add_argument("--out", type=Path, default=RESULTS / "cost.json")
+    ap.add_argument("--child-memory", metavar="MODE", help=argparse.SUPPRESS)
+    ap.add_argument("--model", default="tiny.en", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child_memory:
+        print("@@" + json.dumps(child_memory(args.child_memory, args.model, args.threads, args.n)), flush=True)
+        return
+
+    args.decode_rounds, args.update_rounds, args.steps, args.profile_reps, args.canaries, startup_reps = (
+        (1, 4, 1, 2, 1, 3) if args.quick else (3, 12, 3, 5, 3, 7)
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    result = {"startup": startup(startup_reps)}  # before torch is imported here (no page-cache bias)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    result["machine"] = machine_info(args.threads)
+    result["settings"] = {k: v for k, v in vars(args).items() if k not in ("child_memory", "model", "out")}
+    result["targets"] = {k: {"limit": v[0], "unit": v[1], "op": v[2]} for k, v in TARGETS.items()}
+    result["models"] = {}
+    for model in args.models or models_on_disk():
+        result["models"][model] = bench_model(model, args)
+    rows = checks(result)
+    result["checks"] = rows
+    result["machine"]["loadavg_at_end"] = os.getloadavg()
+    result["wall_seconds"] = time.perf_counter() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    plot(result, args.out.with_suffix(".png"))
+    print_report(result, rows)
+    print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out} and .png in {result['wall_seconds']:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""One module per ``ffasr`` command; ``common`` holds the options they share."""

@@ -1,0 +1,79 @@
+"""``ffasr export``: take what a profile learned elsewhere — a merged Whisper checkpoint or a dataset."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import FfasrError
+from ..paths import atomic_write_bytes
+from ..store import Store
+from .common import ConfigFile, Device, ModeOption, ModelName, Profile, StateDir, build_config, reports_errors, state_dir
+
+
+def export_merged(root: Path, profile: str, settings, target: Path) -> int:
+    """Write an openai-whisper checkpoint with the profile's decoder LoRA folded into the weights."""
+    import torch
+
+    from ..agent import ASRAgent
+    from ..lora import merge_into_base
+    from ..state import ProfileFiles
+
+    if settings.training.mode == "logits":
+        raise FfasrError("a logits-mode head adapter cannot be merged into a plain Whisper checkpoint; train in encoder mode to export")
+    agent = ASRAgent(config=settings)
+    checkpoint = ProfileFiles(root, profile).latest_checkpoint(agent.identity())
+    if checkpoint is None:
+        raise FfasrError(f"profile {profile!r} has no adapter checkpoint to export")
+    agent.load_adapter_state(checkpoint.tensors, checkpoint.step)
+    merge_into_base(agent.model)
+    state = {name: tensor.half() for name, tensor in agent.model.state_dict().items() if name != "alignment_heads"}
+    buffer = io.BytesIO()
+    torch.save({"dims": dataclasses.asdict(agent.model.dims), "model_state_dict": state}, buffer)
+    atomic_write_bytes(target, buffer.getvalue())
+    return checkpoint.step
+
+
+def export_dataset(root: Path, profile: str, target: Path) -> int:
+    """The profile's corrected dialogs in the Hugging Face "audiofolder" layout (audio + metadata.csv)."""
+    with Store.open(root, readonly=True) as store:
+        rows = [r for r in store.interactions(profile) if r.status in ("applied", "pending", "accepted") and r.audio and Path(r.audio).is_file()]
+    if not rows:
+        raise FfasrError(f"profile {profile!r} has no corrected dialogs with audio on disk (record with --save-audio)")
+    (target / "data").mkdir(parents=True, exist_ok=True)
+    with open(target / "metadata.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file_name", "transcription", "hypothesis", "source"])
+        for index, row in enumerate(rows):
+            name = f"data/{index:05d}{Path(row.audio).suffix}"
+            shutil.copyfile(row.audio, target / name)
+            writer.writerow([name, row.label, row.hypothesis, row.source])
+    return len(rows)
+
+
+@reports_errors
+def export(
+    merged: Annotated[Path | None, typer.Option("--merged", help="Write an openai-whisper checkpoint (.pt) with the adapter merged in.")] = None,
+    dataset: Annotated[Path | None, typer.Option("--dataset", help="Write the corrected dialogs as an audiofolder dataset in this dir.")] = None,
+    state: StateDir = None,
+    config: ConfigFile = None,
+    model: ModelName = None,
+    mode: ModeOption = None,
+    device: Device = None,
+    profile: Profile = "default",
+) -> None:
+    """Export a profile: a merged model that whisper.load_model() reads, and/or its dataset."""
+    if not merged and not dataset:
+        raise FfasrError("nothing to export: give --merged FILE.pt and/or --dataset DIR")
+    root = state_dir(state)
+    if dataset:
+        typer.echo(f"dataset: {export_dataset(root, profile, dataset)} dialogs written to {dataset}")
+    if merged:
+        step = export_merged(root, profile, build_config(config, model, mode, device, None), merged)
+        typer.echo(f"merged model (adapter step {step}) written to {merged}")

@@ -1,0 +1,51 @@
+"""``ffasr vocab list|add|remove``: the glossary of learned terms, which fills itself and stays editable."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..store import Store
+from .common import Profile, StateDir, reports_errors, state_dir
+
+app = typer.Typer(help="Show and edit the learned vocabulary (passed to Whisper as its prompt).", no_args_is_help=True)
+
+Terms = Annotated[list[str], typer.Argument(help="Terms, e.g. Kubernetes Xochitl.", show_default=False)]
+
+
+@app.command("list")
+@reports_errors
+def list_terms(state: StateDir = None, profile: Profile = "default") -> None:
+    """List the terms, most corrected first."""
+    with Store.open(state_dir(state), readonly=True) as store:
+        terms = store.terms(profile)
+    table = Table("term", "count", "source")
+    for term in terms:
+        table.add_row(term.term, str(term.count), term.source)
+    Console().print(table)
+
+
+@app.command("add")
+@reports_errors
+def add(terms: Terms, state: StateDir = None, profile: Profile = "default") -> None:
+    """Add terms you want recognised (before ever correcting them)."""
+    with Store.open(state_dir(state)) as store:
+        if store.profile(profile) is None:
+            store.ensure_profile(profile, "", "")
+        store.add_terms(profile, terms, source="user")
+    typer.echo(f"added: {', '.join(terms)}")
+
+
+@app.command("remove")
+@reports_errors
+def remove(terms: Terms, state: StateDir = None, profile: Profile = "default") -> None:
+    """Remove terms from the glossary (the adapter keeps what it learned)."""
+    with Store.open(state_dir(state)) as store:
+        missing = [t for t in terms if not store.remove_term(profile, t)]
+    if missing:
+        typer.echo(f"not in the vocabulary: {', '.join(missing)}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"removed: {', '.join(terms)}")

@@ -1,0 +1,175 @@
+"""A learning session: the agent, the store and the profile's files, kept consistent.
+
+``replay`` and ``listen`` both go through here, so a correction is handled one way only:
+
+1. ``hear`` — transcribe with caching (the learned glossary as prompt) and time it.
+2. ``teach`` — check and learn the label: its loss from the cache, accumulated; the correction is
+   spilled to disk and recorded as pending *before* this returns, so a crash cannot lose it.
+3. When ``accumulation_steps`` corrections are pending, the update runs; its checkpoint is saved
+   atomically (naming the corrections it applied), then the store is told. On the next start,
+   the newest readable checkpoint is loaded and whatever is still pending is accumulated again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .agent import ASRAgent, UpdateResult
+from .config import Config
+from .corrections import learned_terms
+from .errors import CorrectionRejected
+from .state import ProfileFiles
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Heard:
+    text: str
+    cache_id: str | None  # None when nothing was said
+    audio: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Taught:
+    label: str
+    source: str  # accepted | typed | spoken
+    loss: float | None  # None when accepted or rejected
+    rejected: str | None  # why the label was refused, if it was
+    pending: int  # corrections waiting for the next update
+    update: UpdateResult | None  # the update this correction completed, if any
+    terms: tuple[str, ...]  # words of the label the model got wrong
+
+
+class Session:
+    def __init__(self, agent: ASRAgent, store: Store, files: ProfileFiles, profile: str, command: str):
+        self.agent, self.store, self.files, self.profile = agent, store, files, profile
+        self.cache_identity = {**agent.identity(), "mode": agent.config.training.mode}
+        identity = agent.identity()
+        self.store.ensure_profile(profile, identity["model"], agent.config.training.mode)
+        self.session_id = store.start_session(profile, command)
+        self.learn_weights = True  # False: a baseline that only fills the glossary (--no-learn)
+        self._resume()
+
+    @classmethod
+    def open(cls, state_dir: Path, profile: str, config: Config, command: str, *, lock_timeout: float = 0.0, seed: int = 0) -> Session:
+        store = Store.open(Path(state_dir), lock_timeout=lock_timeout)
+        try:
+            files = ProfileFiles(Path(state_dir), profile)
+            return cls(ASRAgent(config=config, seed=seed), store, files, profile, command)
+        except BaseException:
+            store.close()
+            raise
+
+    def _resume(self) -> None:
+        agent, files = self.agent, self.files
+        checkpoint = files.latest_checkpoint(agent.identity())
+        applied: list[str] = []
+        if checkpoint is not None:
+            agent.load_adapter_state(checkpoint.tensors, checkpoint.step)
+            applied = json.loads(checkpoint.meta.get("applied", "[]"))
+        # Corrections the newest checkpoint already holds (a crash before the store heard of it).
+        self.store.set_status(applied, "applied")
+        files.drop_pending(applied)
+        for entry, label in files.pending(self.cache_identity, agent.device):
+            try:
+                agent.restore_pending(entry, label)
+            except CorrectionRejected as error:  # the rules changed since: keep the row, drop the spill
+                log.warning("pending correction %s no longer accepted: %s", entry.cache_id, error)
+                self.store.set_status([entry.cache_id], "rejected")
+                files.drop_pending([entry.cache_id])
+        self.refresh_glossary()
+
+    def refresh_glossary(self) -> None:
+        self.agent.glossary = [t.term for t in self.store.terms(self.profile, limit=self.agent.config.decoding.glossary_max_terms)]
+
+    # ---------------------------------------------------------------- the loop
+
+    def hear(self, audio, name: str | None = None) -> Heard:
+        started = time.perf_counter()
+        text, cache_id = self.agent.infer(audio, cache_logits=True)
+        return Heard(text, cache_id, name or (str(audio) if isinstance(audio, (str, Path)) else "<array>"), time.perf_counter() - started)
+
+    def hear_correction(self, audio, heard: Heard) -> str:
+        from .corrections import parse_spoken_correction
+
+        spoken = self.agent.transcribe_correction(audio, heard.text)
+        return parse_spoken_correction(spoken, heard.text).label
+
+    def teach(self, heard: Heard, label: str | None, source: str) -> Taught:
+        """Learn ``label`` for what was heard; ``None`` (or the same text) means it was right."""
+        if heard.cache_id is None:
+            return Taught(heard.text, source, None, "nothing was heard", len(self.agent.pending), None, ())
+        if label is None or label.strip() == heard.text.strip():
+            return self._accept(heard)
+        if not self.learn_weights:
+            terms = self._learn_terms(heard.text, label)
+            self._record(heard, label, source, "rejected", reason="not learned (--no-learn)")
+            return Taught(label, source, None, None, 0, None, terms)
+        started = time.perf_counter()
+        try:
+            loss = self.agent.compute_loss_from_cache(heard.cache_id, label)
+        except CorrectionRejected as error:
+            self._record(heard, label, source, "rejected", reason=str(error))
+            return Taught(label, source, None, str(error), len(self.agent.pending), None, ())
+        entry = self.agent.pending[-1]
+        self.files.spill(self.agent.cache.get(heard.cache_id), entry.label, self.cache_identity)
+        self._record(heard, entry.label, source, "pending", loss=float(loss), update_ms=1000 * (time.perf_counter() - started))
+        terms = self._learn_terms(heard.text, entry.label)
+        update = self._step_if_ready()
+        return Taught(entry.label, source, float(loss), None, len(self.agent.pending), update, terms)
+
+    def _learn_terms(self, hypothesis: str, label: str) -> tuple[str, ...]:
+        terms = tuple(learned_terms(hypothesis, label))
+        if terms:
+            self.store.add_terms(self.profile, list(terms))
+            self.refresh_glossary()
+        return terms
+
+    def step_now(self) -> UpdateResult | None:
+        """Update on whatever is pending, even fewer than ``accumulation_steps`` corrections."""
+        return self._step_if_ready(force=True)
+
+    def _accept(self, heard: Heard) -> Taught:
+        self.agent.accept(heard.cache_id)
+        self._record(heard, heard.text, "accepted", "accepted")
+        return Taught(heard.text, "accepted", None, None, len(self.agent.pending), None, ())
+
+    def _record(self, heard: Heard, label: str, source: str, status: str, **extra) -> None:
+        self.store.add_interaction(
+            self.session_id, self.profile, cache_id=heard.cache_id, audio=heard.audio, hypothesis=heard.text,
+            label=label, source=source, status=status, infer_ms=1000 * heard.seconds, **extra,
+        )  # fmt: skip
+
+    def _step_if_ready(self, force: bool = False) -> UpdateResult | None:
+        if not self.agent.step_if_ready(force):
+            return None
+        update = self.agent.last_update
+        ids = list(update.corrections)
+        if update.rolled_back:
+            status = "rolled_back"
+            reason = f"canary loss rose {update.canary_before:.3f} -> {update.canary_after:.3f}"
+        else:
+            status, reason = "applied", None
+            path = self.files.save_checkpoint(update.step, self.agent.adapter_state(), self.agent.identity(), ids)
+            self.store.record_checkpoint(self.profile, update.step, path)
+        self.store.record_update(
+            self.profile, step=update.step, loss=update.loss, n_interactions=len(ids), status=status, reason=reason,
+            duration_ms=1000 * update.seconds, canary_before=update.canary_before, canary_after=update.canary_after,
+        )  # fmt: skip
+        self.store.set_status(ids, status)
+        self.files.drop_pending(ids)
+        return update
+
+    def close(self) -> None:
+        try:
+            self.store.end_session(self.session_id)
+        finally:
+            self.store.close()
+

@@ -1,0 +1,159 @@
+"""Files of one profile in the state dir: adapter checkpoints and corrections waiting for an update.
+
+    <state_dir>/profiles/<profile>/checkpoints/step-000012.safetensors   (the last few kept)
+    <state_dir>/profiles/<profile>/pending/<cache_id>.safetensors         (spilled corrections)
+
+Every file is written atomically (temp file, fsync, rename). A checkpoint names the corrections it
+applied, so a crash between saving it and updating the store never applies a correction twice.
+Only safetensors are read: no pickle from disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+from safetensors import SafetensorError
+
+from .errors import StateError
+from .paths import atomic_write_bytes
+
+if TYPE_CHECKING:  # torch is imported only where tensors are read or written: `ffasr rollback` stays light
+    import torch
+
+    from .cache import CacheEntry
+
+log = logging.getLogger(__name__)
+
+FORMAT = "ffasr-adapter/1"
+KEEP_CHECKPOINTS = 5
+_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    path: Path
+    tensors: dict[str, torch.Tensor]
+    meta: dict
+
+
+class ProfileFiles:
+    def __init__(self, state_dir: Path, profile: str):
+        if not _PROFILE_NAME.match(profile):
+            raise StateError(f"bad profile name {profile!r}: use letters, digits, '-', '_' or '.'")
+        self.root = Path(state_dir) / "profiles" / profile
+        self.checkpoints_dir = self.root / "checkpoints"
+        self.pending_dir = self.root / "pending"
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def save_checkpoint(self, step: int, tensors: dict[str, torch.Tensor], identity: dict, applied: list[str]) -> Path:
+        from safetensors.torch import save as save_safetensors
+
+        meta = {"format": FORMAT, "identity": json.dumps(identity, sort_keys=True), "step": str(step),
+                "applied": json.dumps(applied), "created_at": str(time.time())}  # fmt: skip
+        path = self.checkpoints_dir / f"step-{step:06d}.safetensors"
+        atomic_write_bytes(path, save_safetensors(tensors, metadata=meta))
+        for old in self.checkpoint_paths()[:-KEEP_CHECKPOINTS]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def checkpoint_paths(self) -> list[Path]:
+        return sorted(self.checkpoints_dir.glob("step-*.safetensors"))
+
+    def read_checkpoint(self, path: Path) -> Checkpoint:
+        from safetensors.torch import load as load_safetensors
+
+        data = path.read_bytes()
+        tensors = load_safetensors(data)
+        meta = _metadata(data)
+        if meta.get("format") != FORMAT:
+            raise SafetensorError(f"not an ffasr adapter ({meta.get('format')!r})")
+        return Checkpoint(int(meta["step"]), path, tensors, meta)
+
+    def latest_checkpoint(self, identity: dict) -> Checkpoint | None:
+        """The newest readable checkpoint; a corrupt one is skipped with a warning.
+
+        A checkpoint made for another model or mode is refused: loading it would silently
+        change what the user's profile means.
+        """
+        for path in reversed(self.checkpoint_paths()):
+            try:
+                checkpoint = self.read_checkpoint(path)
+            except (SafetensorError, OSError, ValueError, KeyError) as error:
+                log.warning("adapter checkpoint %s is unreadable (%s); falling back to the previous one", path, error)
+                continue
+            theirs = json.loads(checkpoint.meta["identity"])
+            if theirs != identity:
+                raise StateError(
+                    f"profile adapter {path} was trained for model {theirs.get('model')!r} with adapter {theirs.get('adapter')!r}, "
+                    f"not {identity.get('model')!r} with {identity.get('adapter')!r}: use those settings, or another --profile"
+                )
+            return checkpoint
+        return None
+
+    def discard_checkpoints_after(self, step: int) -> list[Path]:
+        """Roll back: delete checkpoints newer than ``step``; returns what was deleted."""
+        doomed = [p for p in self.checkpoint_paths() if int(p.stem.split("-")[1]) > step]
+        for path in doomed:
+            path.unlink()
+        return doomed
+
+    # ---------------------------------------------------------------- pending corrections
+
+    def spill(self, entry: CacheEntry, label: str, identity: dict) -> None:
+        from safetensors.torch import save as save_safetensors
+
+        tensors = {}
+        for i, window in enumerate(entry.windows):
+            for name in ("hidden", "audio_features", "mel"):
+                if (value := getattr(window, name)) is not None:
+                    tensors[f"{i}.{name}"] = value.detach().cpu().contiguous()
+        windows = [{"tokens": list(w.tokens), "text": w.text, "no_speech_prob": w.no_speech_prob, "avg_logprob": w.avg_logprob} for w in entry.windows]
+        meta = {"format": FORMAT, "identity": json.dumps(identity, sort_keys=True), "label": label, "windows": json.dumps(windows)}
+        atomic_write_bytes(self.pending_dir / f"{entry.cache_id}.safetensors", save_safetensors(tensors, metadata=meta))
+
+    def pending(self, identity: dict, device: str) -> list[tuple[CacheEntry, str]]:
+        """Spilled corrections, oldest first, as cache entries with their labels."""
+        from safetensors.torch import load as load_safetensors
+
+        from .cache import CacheEntry
+        from .capture import WindowCapture
+
+        found = []
+        for path in sorted(self.pending_dir.glob("*.safetensors"), key=lambda p: p.stat().st_mtime):
+            try:
+                data = path.read_bytes()
+                meta, tensors = _metadata(data), load_safetensors(data, device=device)
+                if json.loads(meta["identity"]) != identity:
+                    log.warning("pending correction %s was cached for another model or mode; left as is", path.name)
+                    continue
+                windows = tuple(
+                    WindowCapture(tokens=tuple(w["tokens"]), text=w["text"], no_speech_prob=w["no_speech_prob"], avg_logprob=w["avg_logprob"],
+                                  **{name: tensors.get(f"{i}.{name}") for name in ("hidden", "audio_features", "mel")})  # fmt: skip
+                    for i, w in enumerate(json.loads(meta["windows"]))
+                )
+            except (SafetensorError, OSError, ValueError, KeyError) as error:
+                log.warning("pending correction %s is unreadable (%s); skipped", path.name, error)
+                continue
+            found.append((CacheEntry(path.stem, windows), meta["label"]))
+        return found
+
+    def drop_pending(self, cache_ids) -> None:
+        for cache_id in cache_ids:
+            (self.pending_dir / f"{cache_id}.safetensors").unlink(missing_ok=True)
+
+
+def _metadata(data: bytes) -> dict:
+    # safetensors: u64 header length, then a JSON header whose "__metadata__" holds our strings.
+    length = int.from_bytes(data[:8], "little")
+    if length <= 0 or length > len(data) - 8:
+        raise SafetensorError("bad header")
+    return json.loads(data[8 : 8 + length]).get("__metadata__", {})
