@@ -85,28 +85,35 @@ def replay(
 
     session = Session.open(state_dir(state), profile, settings, "replay", lock_timeout=wait, seed=seed)
     session.learn_weights = not no_learn
-    report: dict = {"summary": {}, "dialogs": [], "eval": {}, "curve": []}
-    started = time.perf_counter()
     try:
         with _progress() as progress:
-            for path in eval_files:
-                report["eval"][path.name] = {"before": evaluate_file(session.agent, path, progress)}
-            task = progress.add_task("replay", total=len(rows))
-            for dialog in rows:
-                report["dialogs"].append(_replay_one(session, dialog, report, eval_files, curve, progress, dialogs, strict))
-                progress.advance(task)
-            if flush and session.agent.pending:
-                update = session.step_now()
-                report["summary"]["flushed"] = update is not None
-            for path in eval_files:
-                report["eval"][path.name]["after"] = evaluate_file(session.agent, path, progress)
+            report = run_replay(session, rows, eval_files, flush=flush, curve=curve, strict=strict, source=dialogs, progress=progress)
     finally:
         session.close()
-    _summarize(report, rows, session, time.perf_counter() - started)
     _show(report)
     if output:
         output.write_text(json.dumps(report, indent=2))
         console.print(f"report written to {output}", highlight=False)
+
+
+def run_replay(session, rows: list[Dialog], eval_files: list[Path], *, flush: bool = False, curve: bool = False, strict: bool = False,
+               source: Path = Path("dialogs.jsonl"), progress: Progress | None = None, before: bool = True) -> dict:  # fmt: skip
+    """Score the eval files, learn from every dialog, score again: the report ``replay`` writes."""
+    report: dict = {"summary": {}, "dialogs": [], "eval": {}, "curve": []}
+    started = time.perf_counter()
+    for path in eval_files:
+        report["eval"][path.name] = {"before": evaluate_file(session.agent, path, progress) if before else {"rows": [], "metrics": None}}
+    task = progress.add_task("replay", total=len(rows)) if progress else None
+    for dialog in rows:
+        report["dialogs"].append(_replay_one(session, dialog, report, eval_files, curve, progress, source, strict))
+        if progress:
+            progress.advance(task)
+    if flush and (update := session.step_now()):
+        report["flush"] = {"stepped": not update.rolled_back, "rolled_back": update.rolled_back, "update_seconds": update.seconds}
+    for path in eval_files:
+        report["eval"][path.name]["after"] = evaluate_file(session.agent, path, progress)
+    _summarize(report, rows, session, time.perf_counter() - started)
+    return report
 
 
 def _replay_one(session, dialog, report, eval_files, curve, progress, dialogs, strict) -> dict:
@@ -137,12 +144,13 @@ def _summarize(report: dict, rows: list[Dialog], session, seconds: float) -> Non
 
     done = [d for d in report["dialogs"] if "error" not in d]
     scored = [d for d in done if d["reference"]]
-    updates = [d["update_seconds"] for d in done if d["update_seconds"] is not None]
+    stepped = done + ([report["flush"]] if "flush" in report else [])
+    updates = [d["update_seconds"] for d in stepped if d["update_seconds"] is not None]
     report["summary"].update({
         "dialogs": len(rows), "skipped": len(rows) - len(done),
         "corrections": sum(d["source"] != "accepted" and not d["rejected"] for d in done),
         "rejected": sum(bool(d["rejected"]) for d in done),
-        "steps": sum(d["stepped"] for d in done), "rolled_back": sum(d["rolled_back"] for d in done),
+        "steps": sum(d["stepped"] for d in stepped), "rolled_back": sum(d["rolled_back"] for d in stepped),
         "pending": len(session.agent.pending), "accumulation_steps": session.agent.config.training.accumulation_steps,
         "mean_update_seconds": round(sum(updates) / len(updates), 3) if updates else None,
         "total_update_seconds": round(sum(updates), 3),
@@ -179,12 +187,12 @@ def _show(report: dict) -> None:
         for column in ("file", "WER %", "term recall %", "false insertions"):
             table.add_column(column)
         for name, entry in report["eval"].items():
-            before, after = entry["metrics"]["before"], entry["metrics"]["after"] or {}
+            before, after = entry["metrics"]["before"] or {}, entry["metrics"]["after"] or {}
 
             def pair(key):
                 b, a = before.get(key), after.get(key)
                 return "" if b is None else f"{b} → {a}"
 
-            inserted = "" if before["false_insertions"] is None else f"{before['false_insertions']}/{before['forbidden']} → {after.get('false_insertions')}/{after.get('forbidden')}"
+            inserted = "" if before.get("false_insertions") is None else f"{before['false_insertions']}/{before['forbidden']} → {after.get('false_insertions')}/{after.get('forbidden')}"
             table.add_row(name, pair("wer"), pair("term_recall"), inserted)
         console.print(table)
