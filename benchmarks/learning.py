@@ -1,0 +1,226 @@
+"""Does it learn? Every mode, with and without the glossary, against the baselines, on one data set.
+
+    python benchmarks/learning.py                 # all rows, dev and held-out slices (~25 min on 2 cores)
+    python benchmarks/learning.py --rows encoder,prompt --slices dev --quick
+
+Each row replays the training dialogs into a fresh state dir through the same code as
+``ffasr replay`` (``run_replay``: predict → score → learn), then scores the eval sets:
+term recall on unseen sentences in other voices, false insertions on sound-alike sentences, WER
+on general TTS speech and on real human speech (Debian's asterisk prompts, if generated).
+Results: benchmarks/results/learning.json, learning.md (the table), learning_curve.png.
+The data comes from scripts/make_speech.py and scripts/asterisk_set.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+# name: (config overrides, learn weights, glossary)
+ROWS = {
+    "plain": ({}, False, False),
+    "prompt": ({}, False, True),  # the zero-training baseline: Whisper's prompt lists the corrected terms
+    "holler": None,  # the peer: replacement rules + hotwords around a frozen Whisper
+    "logits": ({"mode": "logits"}, True, False),
+    "logits+glossary": ({"mode": "logits"}, True, True),
+    "encoder": ({"mode": "encoder"}, True, False),
+    "encoder+glossary": ({"mode": "encoder"}, True, True),
+    "full": ({"mode": "full"}, True, False),
+    "full+glossary": ({"mode": "full"}, True, True),
+    # guard ablations (encoder, weights alone)
+    "encoder kl=0.5": ({"mode": "encoder", "kl_weight": 0.5}, True, False),
+    "encoder no-replay": ({"mode": "encoder", "replay_per_step": 0}, True, False),
+    "encoder no-canary": ({"mode": "encoder", "canary_size": 0}, True, False),
+    "encoder no-rejection": ({"mode": "encoder", "min_similarity": 0.0}, True, False),
+    "seed (lr 1e-5, 1 step)": ({"mode": "encoder", "learning_rate": 1e-5, "inner_steps": 1}, True, False),
+}
+
+
+def eval_files(data: Path, slice_name: str, quick: bool) -> list[Path]:
+    names = [f"terms_{slice_name}.jsonl", "soundalike.jsonl", "general.jsonl"]
+    if not quick:
+        names += [f"terms_{slice_name}_espeak.jsonl", "asterisk/asterisk.jsonl"]
+    return [data / n for n in names if (data / n).exists()]
+
+
+def run_row(args: tuple) -> dict:
+    name, slice_name, data, quick, curve = args
+    import torch
+
+    torch.set_num_threads(1)
+    from ffasr_cli.commands.replay import run_replay
+    from ffasr_cli.config import load_config
+    from ffasr_cli.dialogs import Dialog, read_dialogs
+    from ffasr_cli.session import Session
+
+    train = data / f"train_{slice_name}.jsonl"
+    dialogs = [d for d in read_dialogs(train) if isinstance(d, Dialog)]
+    files = eval_files(data, slice_name, quick)
+    started = time.perf_counter()
+    if name == "holler":
+        report = run_holler(dialogs, files)
+    else:
+        overrides, learn, glossary = ROWS[name]
+        settings = load_config(None, glossary=glossary, **overrides)
+        with tempfile.TemporaryDirectory() as state:
+            session = Session.open(Path(state), "bench", settings, "benchmark", seed=0)
+            session.learn_weights = learn
+            try:
+                report = run_replay(session, dialogs, files, flush=True, curve=curve, source=train, before=False)
+            finally:
+                session.close()
+    after = {file: entry["metrics"]["after"] for file, entry in report["eval"].items()}
+    summary = report["summary"]
+    return {
+        "row": name, "slice": slice_name, "seconds": round(time.perf_counter() - started, 1), "metrics": after,
+        "updates": summary.get("steps"), "rolled_back": summary.get("rolled_back"), "update_seconds": summary.get("total_update_seconds"),
+        "rejected": summary.get("rejected"), "terms": summary.get("learned_terms"), "curve": report.get("curve", []),
+    }  # fmt: skip
+
+
+def run_holler(dialogs, files: list[Path]) -> dict:
+    """holler 1.1.0's learning (Vocab.learn_from_edit / prompt_terms / apply) on the same corrections.
+
+    Emulated on the same openai-whisper tiny.en decoder (holler itself runs faster-whisper): its
+    hotwords become Whisper's prompt, its rules rewrite the text. Predict → learn order as ffasr.
+    """
+    import whisper
+    from holler.vocab import Vocab
+
+    from ffasr_cli.audio import load_audio
+    from ffasr_cli.corrections import typed_correction
+    from ffasr_cli.dialogs import read_eval
+    from ffasr_cli.evaluate import score
+    from ffasr_cli.models import load_model
+
+    model = load_model("tiny.en", "cpu")
+    with tempfile.TemporaryDirectory() as folder:
+        vocab = Vocab(folder)
+
+        def transcribe(path) -> str:
+            terms = vocab.prompt_terms(350)
+            mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(load_audio(path)))
+            options = whisper.DecodingOptions(language="en", without_timestamps=True, fp16=False, prompt=", ".join(terms) if terms else None)
+            return vocab.apply(whisper.decode(model, mel, options).text)
+
+        for dialog in dialogs:
+            heard = transcribe(dialog.audio)
+            label = None
+            if dialog.correction is not None:
+                label = typed_correction(dialog.correction, heard).label
+            elif dialog.correction_audio is not None:
+                label = dialog.reference  # holler has no spoken corrections: give it the truth
+            if label and label != heard:
+                vocab.learn_from_edit(heard, label)
+        report = {"eval": {}, "summary": {"learned_terms": vocab.keyword_list()}}
+        for path in files:
+            rows = list(read_eval(path))
+            hyps = [transcribe(row.audio) for row in rows]
+            report["eval"][path.name] = {"metrics": {"after": score([r.reference for r in rows], hyps, [r.terms for r in rows]).as_dict()}}
+    return report
+
+
+def table(results: list[dict]) -> str:
+    def cell(metrics: dict | None, key: str) -> str:
+        if not metrics or metrics.get(key) is None:
+            return "–"
+        if key == "false_insertions":
+            return f"{metrics['false_insertions']}/{metrics['forbidden']}"
+        return f"{metrics[key]:.1f}"
+
+    lines = []
+    for slice_name in sorted({r["slice"] for r in results}):
+        rows = [r for r in results if r["slice"] == slice_name]
+        files = list(rows[0]["metrics"])
+        header = ["row"]
+        for f in files:
+            stem = f.removesuffix(".jsonl")
+            header += [f"{stem} recall %", f"{stem} WER %"] if stem.startswith("terms") else ([f"{stem} false ins."] if stem == "soundalike" else [f"{stem} WER %"])
+        header += ["updates (rolled back)", "update s", "row s"]
+        lines += [f"\n**slice: {slice_name}**\n", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for r in rows:
+            cells = [r["row"]]
+            for f in files:
+                m = r["metrics"].get(f)
+                stem = f.removesuffix(".jsonl")
+                cells += [cell(m, "term_recall"), cell(m, "wer")] if stem.startswith("terms") else ([cell(m, "false_insertions")] if stem == "soundalike" else [cell(m, "wer")])
+            cells += [f"{r['updates'] or 0} ({r['rolled_back'] or 0})", f"{r['update_seconds'] or 0:.1f}", f"{r['seconds']:.0f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curve(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = [r for r in results if r["curve"]]
+    if not curves:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for r in curves:
+        steps = [0] + [p["update"] for p in r["curve"]]
+        terms = [k for k in r["curve"][0] if k.startswith("terms_")][0]
+        recall = [r["base"][terms]["term_recall"]] + [p[terms]["term_recall"] for p in r["curve"]]
+        wer = [r["base"]["general.jsonl"]["wer"]] + [p["general.jsonl"]["wer"] for p in r["curve"]]
+        axes[0].plot(steps, recall, marker="o", label=f"{r['row']} ({r['slice']})")
+        axes[1].plot(steps, wer, marker="o", label=f"{r['row']} ({r['slice']})")
+    axes[0].set(xlabel="update", ylabel="term recall on unseen sentences (%)", ylim=(0, 105), title="learning")
+    axes[1].set(xlabel="update", ylabel="general WER (%)", title="forgetting")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data")
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated row names")
+    parser.add_argument("--slices", default="dev,heldout")
+    parser.add_argument("--quick", action="store_true", help="skip the espeak and human-speech sets")
+    parser.add_argument("--curve", default="encoder", help="row whose learning curve is recorded (after every update)")
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2)))
+    parser.add_argument("--out", type=Path, default=RESULTS / "learning.json")
+    args = parser.parse_args()
+    if not (args.data / "train_dev.jsonl").exists():
+        sys.exit(f"no data in {args.data}: run python scripts/make_speech.py (and scripts/asterisk_set.py) first")
+    names = [n.strip() for n in args.rows.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        sys.exit(f"unknown rows: {unknown}; known: {list(ROWS)}")
+    jobs = [(n, s, args.data, args.quick, n == args.curve) for s in args.slices.split(",") for n in names]
+    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+        results = []
+        for result in pool.imap(run_row, jobs):
+            results.append(result)
+            print(f"{result['row']:>24} [{result['slice']}] {result['seconds']:.0f} s  " + "  ".join(
+                f"{f}: {m}" for f, m in result["metrics"].items()), flush=True)  # fmt: skip
+    by_key = {(r["row"], r["slice"]): r for r in results}
+    for r in results:  # the learning curve starts from plain decoding
+        r["base"] = by_key.get(("plain", r["slice"]), {}).get("metrics", {})
+    import torch
+    import whisper
+
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
+               "torch": torch.__version__, "whisper": whisper.__version__, "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    markdown = table(results)
+    args.out.with_suffix(".md").write_text(markdown + "\n")
+    plot_curve(results, args.out.parent / "learning_curve.png")
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
