@@ -26,5 +26,7 @@ python3 -m venv .venv
 requirements=requirements.txt; [ $dev = 1 ] && requirements=requirements-dev.txt
 .venv/bin/pip install -q -r "$requirements"
 .venv/bin/pip install -q --no-deps openai-whisper==20250625
+# holler (the peer in benchmarks/learning.py): its Vocab needs only the standard library
+if [ $dev = 1 ]; then .venv/bin/pip install -q --no-deps holler==1.1.0; fi
 .venv/bin/pip install -q --no-deps -e .
 echo "ffasr installed: $(.venv/bin/ffasr --version)"

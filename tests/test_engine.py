@@ -1,0 +1,340 @@
+"""The engine, end to end on the real offline tiny.en and real clips: no mocks.
+
+Decoding is shared through the session ``captures`` fixture (see conftest); every test that
+trains builds its own agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from conftest import TEXTS, add_entry, clip, same_weights, trainable, weights
+
+from ffasr_cli import ASRAgent
+from ffasr_cli.audio import SAMPLE_RATE, load_audio
+from ffasr_cli.errors import CorrectionRejected, FfasrError
+
+DEPLOY = TEXTS["kubernetes_deploy"]
+
+
+def tokens_text(agent, tokens) -> str:
+    assert tokens[-1] == agent.tokenizer.eot
+    return agent.tokenizer.decode(list(tokens[:-1])).strip()
+
+
+# --- the seed's example, as written -------------------------------------------------------------
+
+
+def test_seed_example_as_written(captures):
+    audio_t0 = str(clip("kubernetes_deploy"))
+    audio_t1, rate = soundfile.read(clip("kubernetes_deploy"), dtype="float32")
+    assert rate == 16_000 and audio_t1.dtype == np.float32
+
+    from ffasr_cli import ASRAgent
+
+    agent = ASRAgent(model_name="tiny.en", accumulation_steps=4)
+    text_t0, cache_id = agent.infer(audio_t0, cache_logits=True)  # audio: path or float32 16 kHz array
+    text_t1 = agent.infer(audio_t1, cache_logits=False)  # returns just the text
+    loss = agent.compute_loss_from_cache(cache_id=cache_id, ground_truth_text=text_t1)  # a tensor; backward done
+    stepped = agent.step_if_ready()  # steps after N; returns whether it stepped
+
+    assert isinstance(text_t0, str) and "Deploy the new service" in text_t0
+    assert text_t1 == text_t0  # a path and the same samples as an array decode alike
+    assert isinstance(cache_id, str) and cache_id in agent.cache
+    assert isinstance(loss, torch.Tensor) and loss.ndim == 0 and math.isfinite(loss.item()) and loss.item() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable(agent).values())
+    assert stepped is False and len(agent.pending) == 1
+
+    # three more corrections (decoded once per session) make four: the update runs
+    for name in ("kubernetes_cluster", "kubernetes_dashboard", "weather"):
+        cid = add_entry(agent, captures.windows("encoder", name))
+        agent.compute_loss_from_cache(cid, TEXTS[name])
+        assert agent.step_if_ready() is (name == "weather")
+    assert agent.last_update.step == 1 and cache_id in agent.last_update.corrections
+
+
+# --- the converted offline model transcribes ----------------------------------------------------
+
+
+def test_offline_tiny_en_transcribes_librivox(captures):
+    from whisper.normalizers import EnglishTextNormalizer
+
+    normalize = EnglishTextNormalizer()
+    agent = captures.agent("encoder", "float16")
+    assert agent.config.model == "tiny.en"
+    amiable = agent.infer(clip("librivox_amiable"), cache_logits=False)
+    assert normalize(amiable) == normalize(TEXTS["librivox_amiable"])
+    # tiny.en itself mishears "ill disposed" on this clip ("old-sposed"); the rest is exact
+    ill = normalize(agent.infer(clip("librivox_ill_disposed"), cache_logits=False)).split()
+    expected = normalize(TEXTS["librivox_ill_disposed"]).split()
+    assert ill[:4] == expected[:4] and ill[-2:] == expected[-2:]
+
+
+# --- encoder mode is exact: same gradients as re-running the audio ------------------------------
+
+
+def test_encoder_mode_gradients_equal_full_mode_with_frozen_encoder(captures):
+    # On the CPU in float32 the two are bitwise equal (the cached encoder output is the one
+    # decoding computed, and full mode recomputes the very same thing from the cached mel).
+    options = dict(accumulation_steps=1, inner_steps=1, cache_dtype="float32", seed=7)
+    encoder = ASRAgent(mode="encoder", **options)
+    full = ASRAgent(mode="full", **options)
+    enc_windows = captures.windows("encoder", "kubernetes_deploy", "float32")
+    full_windows = captures.windows("full", "kubernetes_deploy", "float32")
+    assert [w.tokens for w in enc_windows] == [w.tokens for w in full_windows]
+    assert enc_windows[0].mel is None and enc_windows[0].audio_features is not None
+    assert full_windows[0].audio_features is None and full_windows[0].mel is not None
+
+    enc_params, full_params = trainable(encoder), trainable(full)
+    assert enc_params.keys() == full_params.keys() and enc_params
+    assert not any(n.startswith("encoder.") for n in full_params)  # frozen
+    assert all(torch.equal(enc_params[n], full_params[n]) for n in enc_params)  # seeded LoRA init
+
+    exact = encoder.device == "cpu" == full.device and captures.agent("encoder", "float32").device == "cpu"
+
+    def compare(expect_a_zero: bool) -> None:
+        enc_loss = encoder.compute_loss_from_cache(add_entry(encoder, enc_windows), DEPLOY)
+        full_loss = full.compute_loss_from_cache(add_entry(full, full_windows), DEPLOY)
+        torch.testing.assert_close(enc_loss, full_loss, rtol=1e-5, atol=1e-6)
+        nonzero = {"A": 0, "B": 0}
+        for name, p in enc_params.items():
+            q = full_params[name]
+            assert p.grad is not None and q.grad is not None, name
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+            if exact:
+                assert torch.equal(p.grad, q.grad), name
+            nonzero[name[-1]] += bool(p.grad.abs().max() > 0)
+        assert nonzero["B"] == sum(n.endswith("B") for n in enc_params)
+        if expect_a_zero:  # B starts at zero, so nothing reaches A before the first update
+            assert nonzero["A"] == 0
+        else:
+            assert nonzero["A"] == sum(n.endswith("A") for n in enc_params)
+
+    compare(expect_a_zero=True)
+    assert encoder.step_if_ready() and full.step_if_ready()
+    for name, p in enc_params.items():
+        torch.testing.assert_close(p, full_params[name], rtol=1e-4, atol=1e-6, msg=name)
+    compare(expect_a_zero=False)  # after one update every LoRA gradient is live, and still equal
+
+
+# --- each mode learns its correction ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["logits", "encoder", "full"])
+def test_each_mode_learns_the_correction(captures, mode):
+    dtype = "float16" if mode == "logits" else "float32"
+    # logits mode trains a small head adapter: it needs a larger rate to learn in two updates
+    options = {"learning_rate": 3e-3} if mode == "logits" else {}
+    agent = ASRAgent(mode=mode, accumulation_steps=1, cache_dtype=dtype, **options)
+    windows = captures.windows(mode, "kubernetes_deploy", dtype)
+    heard = " ".join(w.text for w in windows)
+    assert "Kubernetes" not in heard  # tiny.en does not know the word
+
+    losses = []
+    for _ in range(2):
+        cache_id = add_entry(agent, windows)
+        losses.append(agent.compute_loss_from_cache(cache_id, DEPLOY).item())
+        assert agent.step_if_ready() and not agent.last_update.rolled_back
+    losses.append(agent.compute_loss_from_cache(add_entry(agent, windows), DEPLOY).item())
+    assert losses[2] < losses[1] < losses[0], losses
+    assert agent.steps == 2
+    assert agent.infer(clip("kubernetes_deploy"), cache_logits=False) == DEPLOY
+
+
+# --- accumulation and the cache ------------------------------------------------------------------
+
+
+def test_accumulation_steps_after_n_and_clears(captures):
+    agent = ASRAgent(accumulation_steps=3, inner_steps=1)
+    names = ["kubernetes_deploy", "kubernetes_cluster", "kubernetes_dashboard"]
+    ids, losses = [], []
+    for i, name in enumerate(names, 1):
+        ids.append(add_entry(agent, captures.windows("encoder", name)))
+        losses.append(agent.compute_loss_from_cache(ids[-1], TEXTS[name]).item())
+        assert len(agent.pending) == i and agent.accumulated == i
+        if i < 3:
+            assert agent.step_if_ready() is False
+            assert agent.last_update is None
+            assert any(p.grad is not None for p in trainable(agent).values())
+    before = weights(agent)
+    assert agent.step_if_ready() is True
+
+    assert not same_weights(agent, before)
+    assert all(p.grad is None or not p.grad.any() for p in trainable(agent).values())
+    assert all(cid not in agent.cache for cid in ids) and len(agent.cache) == 0
+    assert agent.pending == [] and agent.accumulated == 0
+    update = agent.last_update
+    assert update.step == 1 == agent.steps
+    assert update.corrections == tuple(ids)
+    assert update.loss == pytest.approx(float(np.mean(losses)))
+    assert update.replayed == 0 and update.rolled_back is False
+    assert update.canary_before is None and update.canary_after is None
+    assert 0 < update.seconds < 600
+    assert [e.cache_id for e in agent.replay] == ids
+    assert agent.step_if_ready() is False  # nothing pending
+
+    # a used cache id is stale
+    with pytest.raises(FfasrError, match="no cached interaction"):
+        agent.compute_loss_from_cache(ids[0], DEPLOY)
+
+
+def test_cache_evicts_oldest_with_warning_and_counts_bytes(caplog):
+    agent = ASRAgent(accumulation_steps=2, max_cache_size=2)
+    ids = []
+    with caplog.at_level(logging.WARNING, logger="ffasr_cli.cache"):
+        for name in ("kubernetes_deploy", "weather", "librivox_amiable"):
+            text, cache_id = agent.infer(clip(name))
+            ids.append(cache_id)
+    assert len(set(ids)) == 3
+    assert ids[0] not in agent.cache and ids[1] in agent.cache and ids[2] in agent.cache
+    assert len(agent.cache) == 2 and agent.cache.evicted == 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and ids[0] in r.getMessage()]
+    assert len(warnings) == 1 and "evicted" in warnings[0].getMessage()
+    # encoder mode keeps one encoder output per window: 1500 x 384 float16
+    entries = [agent.cache.get(i) for i in ids[1:]]
+    assert all(e.nbytes == 1500 * 384 * 2 for e in entries)
+    assert agent.cache.nbytes == sum(e.nbytes for e in entries)
+    with pytest.raises(FfasrError, match="evicted"):
+        agent.compute_loss_from_cache(ids[0], DEPLOY)
+
+
+def test_config_refuses_cache_smaller_than_accumulation():
+    from ffasr_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_cache_size"):
+        ASRAgent(accumulation_steps=3, max_cache_size=2)
+
+
+# --- rejection -----------------------------------------------------------------------------------
+
+
+def test_unrelated_label_is_rejected(captures):
+    agent = captures.agent("encoder", "float16")
+    cache_id = add_entry(agent, captures.windows("encoder", "kubernetes_deploy"))
+    try:
+        with pytest.raises(CorrectionRejected):
+            agent.compute_loss_from_cache(cache_id, "He might even have been made amiable himself.")
+        with pytest.raises(CorrectionRejected):
+            agent.compute_loss_from_cache(cache_id, "   ")
+        assert agent.pending == [] and cache_id in agent.cache
+    finally:
+        agent.cache.discard([cache_id])
+
+
+def test_silence_and_low_noise_give_no_text_and_no_entry(captures):
+    agent = captures.agent("encoder", "float16")
+    size = len(agent.cache)
+    rng = np.random.default_rng(0)
+    silence = np.zeros(3 * SAMPLE_RATE, np.float32)
+    quiet_noise = (rng.standard_normal(3 * SAMPLE_RATE) * 0.002).astype(np.float32)  # about -54 dBFS
+    noise = (rng.standard_normal(3 * SAMPLE_RATE) * 0.01).astype(np.float32)  # -40 dBFS: decoded
+    for audio in (silence, quiet_noise, noise):
+        assert agent.infer(audio) == ("", None)
+        assert agent.infer(audio, cache_logits=False) == ""
+    assert len(agent.cache) == size
+
+
+def test_unknown_cache_id_raises(captures):
+    agent = captures.agent("encoder", "float16")
+    with pytest.raises(FfasrError, match="no cached interaction 'nope'"):
+        agent.compute_loss_from_cache("nope", DEPLOY)
+    with pytest.raises(FfasrError):
+        agent.accept("nope")
+
+
+# --- safety: canary rollback and Ctrl-C -----------------------------------------------------------
+
+
+def test_poisoned_update_is_rolled_back_by_the_canary(captures):
+    agent = ASRAgent(accumulation_steps=2, learning_rate=1.0)
+    canary = add_entry(agent, captures.windows("encoder", "weather"))
+    agent.accept(canary)
+    assert len(agent.canaries) == 1 and canary not in agent.cache
+    poisoned = {
+        "kubernetes_deploy": "Deploy the new service to Cuba Nates tomorrow.",
+        "kubernetes_cluster": "Our Qberneats cluster ran out of money again.",
+    }
+    for name, label in poisoned.items():
+        agent.compute_loss_from_cache(add_entry(agent, captures.windows("encoder", name)), label)
+    before = weights(agent)
+    assert agent.step_if_ready() is True
+
+    update = agent.last_update
+    assert update.rolled_back is True
+    assert update.canary_after - update.canary_before > agent.config.training.canary_tolerance
+    assert same_weights(agent, before)
+    assert update.step == 0 == agent.steps
+    assert agent.pending == [] and len(agent.replay) == 0  # a rolled-back batch is not replayed
+    assert all(p.grad is None for p in trainable(agent).values())
+
+
+def test_ctrl_c_mid_update_restores_weights_and_keeps_pending(captures, monkeypatch):
+    agent = ASRAgent(accumulation_steps=2, inner_steps=3)
+    ids = []
+    for name in ("kubernetes_deploy", "kubernetes_cluster"):
+        ids.append(add_entry(agent, captures.windows("encoder", name)))
+        agent.compute_loss_from_cache(ids[-1], TEXTS[name])
+    before = weights(agent)
+
+    real_step = agent.optimizer.step
+    calls = []
+
+    def interrupted_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(agent.optimizer, "step", interrupted_step)
+    with pytest.raises(KeyboardInterrupt):
+        agent.step_if_ready()
+    assert len(calls) == 2
+    assert same_weights(agent, before)  # the first inner step was undone too
+    assert not agent.optimizer.state  # and the optimizer's moments
+    assert [e.cache_id for e in agent.pending] == ids
+    assert all(cid in agent.cache for cid in ids)
+    assert agent.steps == 0 and agent.last_update is None
+
+    assert agent.step_if_ready() is True  # gradients are recomputed from the cache
+    assert len(calls) == 2 + 3
+    assert not same_weights(agent, before)
+    assert agent.pending == [] and agent.last_update.step == 1
+    assert agent.last_update.corrections == tuple(ids)
+
+
+# --- long audio ----------------------------------------------------------------------------------
+
+
+def test_long_audio_three_windows_one_entry_and_training():
+    parts = [(1, "weather"), (31, "librivox_amiable"), (61, "kubernetes_cluster")]
+    audio = np.zeros(65 * SAMPLE_RATE, np.float32)
+    for start, name in parts:
+        samples = load_audio(clip(name))
+        audio[start * SAMPLE_RATE : start * SAMPLE_RATE + len(samples)] = samples
+
+    agent = ASRAgent(accumulation_steps=1, inner_steps=1)
+    text, cache_id = agent.infer(audio)
+    entry = agent.cache.get(cache_id)
+    assert len(agent.cache) == 1 and len(entry.windows) == 3
+    lowered = [w.text.lower() for w in entry.windows]
+    assert "weather" in lowered[0] and "amiable" in lowered[1] and "cluster" in lowered[2]
+    assert all(word in text.lower() for word in ("weather", "amiable", "cluster"))
+
+    label = " ".join([entry.windows[0].text, entry.windows[1].text, TEXTS["kubernetes_cluster"]])
+    loss = agent.compute_loss_from_cache(cache_id, label)
+    assert math.isfinite(loss.item())
+    targets = agent.pending[0].targets
+    assert len(targets) == 3  # the label was shared out over the windows it was heard in
+    assert [tokens_text(agent, t.tokens) for t in targets] == [
+        entry.windows[0].text.strip(),
+        entry.windows[1].text.strip(),
+        TEXTS["kubernetes_cluster"],
+    ]
+    before = weights(agent)
+    assert agent.step_if_ready() is True
+    assert not same_weights(agent, before) and cache_id not in agent.cache
