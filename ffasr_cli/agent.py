@@ -76,7 +76,6 @@ class ASRAgent:
             config, model=model_name, accumulation_steps=accumulation_steps, mode=mode, device=device, **training_options
         )
         self.device = self.config.device or default_device()
-        torch.manual_seed(seed)
         self.rng = random.Random(seed)
         self.model = load_model(self.config.model, self.device)
         self.tokenizer = whisper.tokenizer.get_tokenizer(
@@ -87,7 +86,9 @@ class ASRAgent:
         self.mode = MODES[t.mode](self.model, t, sot, self.tokenizer.eot)
         if t.mode == "logits" and self.config.decoding.beam_size:
             raise FfasrError("logits mode caches the greedy path: set decoding.beam_size to null")
-        self.params = self.mode.install()
+        with torch.random.fork_rng(devices=[]):  # seeded adapter init, without touching the caller's RNG
+            torch.manual_seed(seed)
+            self.params = self.mode.install()
         self.trainable = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
         self.optimizer = torch.optim.AdamW(self.params, lr=t.learning_rate, weight_decay=t.weight_decay)
         self.cache = InteractionCache(t.max_cache_size)

@@ -12,11 +12,12 @@ Resolution order for ``model_name``:
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
 import whisper
-from whisper.model import Whisper
+from whisper.model import ModelDimensions, Whisper
 
 from .errors import ModelError
 from .paths import atomic_write_bytes, cache_dir
@@ -91,17 +92,23 @@ def load_model(model_name: str, device: str | None = None) -> Whisper:
     """An openai-whisper model for ``model_name`` on ``device`` (CUDA when there is one)."""
     device = device or default_device()
     source = resolve(model_name)
-    try:
-        model = whisper.load_model(str(source), device=device)
-    except (OSError, RuntimeError) as error:
-        if isinstance(source, str):  # a download was needed
+    if isinstance(source, str):  # a name to download: openai-whisper's own loader
+        try:
+            return whisper.load_model(source, device=device)
+        except (OSError, RuntimeError) as error:
             raise ModelError(
                 f"cannot download model {model_name!r} ({error.__class__.__name__}); "
                 f"models available offline: {', '.join(offline_names())}"
             ) from error
-        raise ModelError(f"cannot load model checkpoint {source}: {error}") from error
-    if isinstance(source, Path):
-        checkpoint_heads = torch.load(source, map_location="cpu", weights_only=True).get("alignment_heads")
-        if checkpoint_heads:
-            _set_alignment_heads(model, checkpoint_heads)
-    return model
+    try:  # read once: load_model(path) would not restore the alignment heads
+        checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+        model = Whisper(ModelDimensions(**checkpoint["dims"]))
+        model.load_state_dict(checkpoint["model_state_dict"])
+    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:
+        raise ModelError(f"cannot load model checkpoint {source}: {str(error).splitlines()[0] if str(error) else error!r}") from None
+    heads = checkpoint.get("alignment_heads")
+    if heads is None and model_name in whisper._ALIGNMENT_HEADS:
+        model.set_alignment_heads(whisper._ALIGNMENT_HEADS[model_name])
+    elif heads:
+        _set_alignment_heads(model, heads)
+    return model.to(device)
