@@ -131,7 +131,8 @@ class ProfileFiles:
         for path in sorted(self.pending_dir.glob("*.safetensors"), key=lambda p: p.stat().st_mtime):
             try:
                 data = path.read_bytes()
-                meta, tensors = _metadata(data), load_safetensors(data, device=device)
+                meta = _metadata(data)
+                tensors = {name: t.to(device) for name, t in load_safetensors(data).items()}
                 if json.loads(meta["identity"]) != identity:
                     log.warning("pending correction %s was cached for another model or mode; left as is", path.name)
                     continue

@@ -15,7 +15,7 @@ from .common import Profile, StateDir, Wait, reports_errors, state_dir
 
 @reports_errors
 def rollback(
-    to: Annotated[int | None, typer.Option("--to", help="Keep checkpoints up to this update step [default: the one before the latest].")] = None,
+    to: Annotated[int | None, typer.Option("--to", help="Keep checkpoints up to this update step (default: the one before the latest).")] = None,
     state: StateDir = None,
     profile: Profile = "default",
     wait: Wait = 0.0,
