@@ -1,0 +1,62 @@
+"""A learning session over a real state dir: what is learned or pending survives a restart."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import TEXTS, clip
+from ffasr_cli.config import load_config
+from ffasr_cli.session import Session
+from ffasr_cli.store import Store
+
+FIX = {name: TEXTS[name] for name in ("kubernetes_deploy", "kubernetes_cluster")}
+
+
+def open_session(state, glossary: bool = False, **training) -> Session:
+    return Session.open(state, "default", load_config(None, glossary=glossary, **training), "test")
+
+
+def test_pending_corrections_resume_after_restart(tmp_path):
+    session = open_session(tmp_path, accumulation_steps=3)
+    try:
+        for name, label in FIX.items():
+            taught = session.teach(session.hear(clip(name)), label, "typed")
+            assert taught.update is None and taught.rejected is None
+        assert taught.pending == 2
+    finally:
+        session.close()
+    assert len(list((tmp_path / "profiles/default/pending").glob("*.safetensors"))) == 2
+
+    session = open_session(tmp_path, accumulation_steps=3)  # a new process would do the same
+    try:
+        assert [e.label for e in session.agent.pending] == list(FIX.values())
+        assert all(p.grad is not None for p in session.agent.params)  # accumulation resumed
+        heard = session.hear(clip("kubernetes_dashboard"))
+        taught = session.teach(heard, TEXTS["kubernetes_dashboard"], "typed")
+        assert taught.update is not None and not taught.update.rolled_back
+    finally:
+        session.close()
+    with Store.open(tmp_path, readonly=True) as store:
+        assert {i.status for i in store.interactions("default")} == {"applied"}
+        assert store.integrity_ok()
+    assert not list((tmp_path / "profiles/default/pending").glob("*"))
+
+
+@pytest.mark.parametrize("glossary", [False, True], ids=["weights-only", "with-glossary"])
+def test_a_learned_term_stays_learned_after_restart(tmp_path, glossary):
+    session = open_session(tmp_path, accumulation_steps=2)
+    try:
+        for name, label in FIX.items():
+            session.teach(session.hear(clip(name)), label, "typed")
+        assert session.agent.steps == 1
+    finally:
+        session.close()
+
+    session = open_session(tmp_path, glossary=glossary, accumulation_steps=2)
+    try:
+        assert session.agent.steps == 1  # the checkpoint was loaded
+        assert session.agent.glossary == ["Kubernetes"]
+        heard = session.hear(clip("kubernetes_dashboard"))  # a sentence never corrected
+        assert "Kubernetes" in heard.text
+    finally:
+        session.close()
