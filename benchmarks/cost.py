@@ -158,14 +158,16 @@ def startup(reps: int) -> dict:
                 reason = (first.stderr.strip().splitlines() or first.stdout.strip().splitlines() or ["?"])[-1]
                 out[key] = {"seconds": None, "status": "n/a", "reason": f"exit {first.returncode}: {reason[:200]}"}
                 continue
-            times = []
+            times, cpu = [], []
             for _ in range(reps):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
                 subprocess.run(cmd, capture_output=True, env=env, timeout=120)
+                c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 times.append(time.perf_counter() - t0)
+                cpu.append(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime)  # robust to busy cores
             imported = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, env=env, timeout=120)
             modules = json.loads(imported.stderr.rsplit("@@", 1)[1]) if "@@" in imported.stderr else {}
-            out[key] = {"seconds": median(times), "all": times, "imports": modules, "status": "ok"}
+            out[key] = {"seconds": median(times), "cpu_seconds": median(cpu), "all": times, "imports": modules, "status": "ok"}
     return out
 
 
@@ -224,7 +226,7 @@ def _peak_around(fn) -> dict:
     return result
 
 
-def child_memory(mode: str, model: str, threads: int, n: int) -> dict:
+def child_memory(mode: str, model: str, threads: int, n: int, with_step: bool) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -244,7 +246,9 @@ def child_memory(mode: str, model: str, threads: int, n: int) -> dict:
     out = {"mode": mode, "model": model, "rss_after_setup": (_status_kb("VmRSS") or 0) * 1024}
     out["update"] = _peak_around(lambda: agent.compute_loss_from_cache(cache_id, label))
     reset()
-    ids = [agent.cache.add(entry.windows, entry.context).cache_id for _ in range(n)]
+    if not with_step:
+        return out
+    ids = [agent.cache.add(entry.windows).cache_id for _ in range(n)]
 
     def step():
         for cid in ids:
@@ -255,15 +259,19 @@ def child_memory(mode: str, model: str, threads: int, n: int) -> dict:
     return out
 
 
-def memory(model: str, threads: int, n: int) -> dict:
+def memory(model: str, threads: int, n: int, with_step: bool) -> dict:
     out = {}
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
+    procs = {}  # one process per mode, run side by side: each measures only its own pages
     for mode in MODES:
         cmd = [sys.executable, __file__, "--child-memory", mode, "--model", model, "--threads", str(threads), "-n", str(n)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@")]
+        cmd += [] if with_step else ["--quick"]
+        procs[mode] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for mode, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=600)
+        line = [ln for ln in stdout.splitlines() if ln.startswith("@@")]
         if proc.returncode != 0 or not line:
-            out[mode] = {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+            out[mode] = {"error": (stderr.strip().splitlines() or ["?"])[-1]}
             continue
         out[mode] = json.loads(line[-1][2:])
     full = out.get("full", {}).get("update", {}).get("peak_delta")
@@ -272,7 +280,7 @@ def memory(model: str, threads: int, n: int) -> dict:
             d = out[mode].get(part)
             if d and full and part == "update":
                 d["ratio_to_full"] = d["peak_delta"] / full
-            if d and part == "step" and out["full"].get("step", {}).get("peak_delta"):
+            if d and part == "step" and out["full"].get("step", {}).get("peak_delta") is not None:
                 d["ratio_to_full"] = d["peak_delta"] / out["full"]["step"]["peak_delta"]
     return out
 
@@ -311,9 +319,8 @@ def decoding(agents, plain, samples, rounds: int) -> dict:
     variants["infer.encoder.nocache"] = lambda x: enc.infer(x, cache_logits=False)
     variants["infer.encoder.glossary"] = with_glossary
 
-    for x in samples[:1]:  # warm-up
-        for fn in variants.values():
-            fn(x)
+    variants["whisper"](samples[0])  # warm-up (first-call costs are per process, not per variant)
+    variants["infer.encoder"](samples[0])
     times = {k: [] for k in variants}  # [(round, clip, wall, cpu)]
     texts = {}
     for r in range(rounds):
@@ -409,32 +416,53 @@ def update_cost(agents, ids, rounds: int, warmup: int = 2) -> dict:
     return out
 
 
-def steps(agents, ids, canary_ids, n: int, timed: int) -> dict:
-    """step_if_ready (+ saving the adapter) per mode, after a warm-up step that fills the replay."""
-    from safetensors.torch import save_file
+def _files(tmp: str):
+    """The session's own writers (adapter checkpoint, spilled correction), when the engine has them."""
+    try:
+        from ffasr_cli.state import ProfileFiles
 
+        files = ProfileFiles(Path(tmp), "bench")
+        return (
+            lambda agent, ids: files.save_checkpoint(agent.steps, agent.adapter_state(), agent.identity(), list(ids)),
+            lambda agent, entry, label: files.spill(entry, label, agent.identity()),
+        )
+    except ImportError:  # older engine: a plain safetensors file of the adapter
+        from safetensors.torch import save_file
+
+        return (lambda agent, ids: save_file(agent.adapter_state(), os.path.join(tmp, "adapter.safetensors")), None)
+
+
+def steps(agents, ids, canary_ids, n: int, timed: int) -> dict:
+    """step_if_ready (+ saving the checkpoint) per mode, after a warm-up step that fills the replay."""
     labels = [label for _, label in CLIPS]
     for agent, cids in ((agents[m], canary_ids[m]) for m in agents):
         reset_pending(agent)
         for cid in cids:
             agent.accept(cid)
-    out = {m: {"step": [], "step_cpu": [], "save": [], "latency_pending": [], "rolled_back": [], "replayed": []} for m in agents}
+    keys = ("step", "step_cpu", "save", "latency_pending", "spill", "rolled_back", "replayed")
+    out = {m: {k: [] for k in keys} for m in agents}
     with tempfile.TemporaryDirectory() as tmp:
+        save, spill = _files(tmp)
         for s in range(timed + 1):
             for mode in rotated(agents, s):
                 agent = agents[mode]
                 for i in range(n):
                     entry = agent.cache.get(ids[mode][i % len(ids[mode])])
-                    cid = agent.cache.add(entry.windows, entry.context).cache_id  # a fresh interaction
+                    fresh = agent.cache.add(entry.windows)  # a new interaction with the same capture
                     with Timer() as t:
-                        agent.compute_loss_from_cache(cid, labels[i % len(labels)])
+                        agent.compute_loss_from_cache(fresh.cache_id, labels[i % len(labels)])
+                    if spill:
+                        with Timer() as t_spill:
+                            spill(agent, fresh, labels[i % len(labels)])
                     if s:
                         out[mode]["latency_pending"].append(t.wall)
+                        if spill:
+                            out[mode]["spill"].append(t_spill.wall)
                 with Timer() as t:
                     ran = agent.step_if_ready()
-                with Timer() as ts:
-                    save_file(agent.adapter_state(), os.path.join(tmp, f"{mode}.safetensors"))
                 assert ran
+                with Timer() as ts:
+                    save(agent, agent.last_update.corrections)
                 if s:  # step 0 is the warm-up
                     out[mode]["step"].append(t.wall)
                     out[mode]["step_cpu"].append(t.cpu)
@@ -443,14 +471,15 @@ def steps(agents, ids, canary_ids, n: int, timed: int) -> dict:
                     out[mode]["replayed"].append(agent.last_update.replayed)
     summary = {}
     for mode, v in out.items():
-        step, save = median(v["step"]), median(v["save"])
+        step, save_s = median(v["step"]), median(v["save"])
         summary[mode] = {
             "step_seconds": step,
             "step_cpu_seconds": median(v["step_cpu"]),
-            "save_seconds": save,
-            "step_plus_save": step + save,
-            "amortized_per_correction": (step + save) / n,
+            "save_seconds": save_s,
+            "step_plus_save": step + save_s,
+            "amortized_per_correction": (step + save_s) / n,
             "latency_with_pending": median(v["latency_pending"]),
+            "spill_seconds": median(v["spill"]),
             "rolled_back": v["rolled_back"],
             "replayed": v["replayed"],
             "canaries": len(agents[mode].canaries),
@@ -609,6 +638,22 @@ def profile_encoder(agent, ids, reps: int, path: Path) -> dict:
 # --------------------------------------------------------------------------- one model
 
 
+def profile_logits(agent, ids, reps: int) -> dict:
+    """Logits mode: the share of the two vocabulary GEMMs (h·Eᵀ forward, G·E backward)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    labels = [label for _, label in CLIPS]
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(reps):
+            for cid, label in zip(ids, labels):
+                agent.compute_loss_from_cache(cid, label)
+            reset_pending(agent)
+    events = prof.key_averages(group_by_input_shape=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    vocab = sum(e.self_cpu_time_total for e in events if e.key == "aten::mm" and str(agent.model.dims.n_vocab) in str(e.input_shapes))
+    return {"vocab_projection_self_cpu_share": vocab / total}
+
+
 def bench_model(model_name: str, args) -> dict:
     import numpy as np  # noqa: F401
 
@@ -627,32 +672,34 @@ def bench_model(model_name: str, args) -> dict:
 
     out = {"device": device, "clip_seconds": durations, "accumulation_steps": n}
     t0 = time.perf_counter()
-    out["decoding"] = dec = decoding(agents, plain, samples, args.decode_rounds)
-    mean_dur = statistics.mean(durations)
+    out["decoding"] = dec = decoding(agents, plain, samples[: args.decode_clips], args.decode_rounds)
+    mean_dur = statistics.mean(durations[: args.decode_clips])
     out["rtf"] = {k: v / mean_dur for k, v in dec["seconds"].items()}
     log(f"[{model_name}] decoding: {time.perf_counter() - t0:.1f}s")
 
     max_cache = agents["encoder"].config.training.max_cache_size
     out["cache_bytes"], ids = cache_sizes(agents, samples, max_cache)
     t0 = time.perf_counter()
-    out["update"] = update_cost(agents, ids, args.update_rounds)
+    out["update"] = update_cost(agents, ids, args.update_rounds, warmup=1 if args.quick else 2)
     log(f"[{model_name}] update cost: {time.perf_counter() - t0:.1f}s")
 
     if args.profile:
         t0 = time.perf_counter()
+        out["profile_logits"] = profile_logits(agents["logits"], ids["logits"], args.profile_reps)
         out["profile_encoder"] = profile_encoder(
             agents["encoder"], ids["encoder"], args.profile_reps, RESULTS / f"cost_profile_{model_name}.txt"
         )
         log(f"[{model_name}] profile: {time.perf_counter() - t0:.1f}s")
 
     t0 = time.perf_counter()
-    canaries = {m: [a.infer(DATA / wav)[1] for wav in CANARY_CLIPS[: args.canaries]] for m, a in agents.items()}
-    out["step"] = steps(agents, ids, canaries, n, args.steps)
+    stepping = {m: a for m, a in agents.items() if m in args.step_modes}
+    canaries = {m: [a.infer(DATA / wav)[1] for wav in CANARY_CLIPS[: args.canaries]] for m, a in stepping.items()}
+    out["step"] = steps(stepping, ids, canaries, n, args.steps)
     log(f"[{model_name}] steps: {time.perf_counter() - t0:.1f}s")
     del agents, plain
 
     t0 = time.perf_counter()
-    out["memory"] = memory(model_name, args.threads, n)
+    out["memory"] = memory(model_name, args.threads, n, with_step=not args.quick)
     log(f"[{model_name}] memory (3 child processes): {time.perf_counter() - t0:.1f}s")
     return out
 
@@ -687,15 +734,20 @@ def checks(result: dict) -> list[dict]:
             add(f"[{model}] capture overhead, {mode} infer / whisper.decode", d["ratio_to_whisper"][f"infer.{mode}"], "capture_overhead")
         add(f"[{model}] glossary (24 terms) / no prompt", d["glossary_ratio"], "glossary_overhead")
         for mode in MODES:
-            add(f"[{model}] latency, {mode} (no step)", u["seconds"][mode], "latency", note="baseline" if mode == "full" else "")
+            spill = s.get(mode, {}).get("spill_seconds")
+            add(f"[{model}] latency, {mode} (no step)", u["seconds"][mode], "latency",
+                note=("baseline; " if mode == "full" else "") + (f"+ spill to disk {spill:.3f} s" if spill is not None else ""))  # fmt: skip
         for mode in MODES:
+            if mode not in s:
+                add(f"[{model}] step + save, {mode}", None, "step", note="not run (--quick)")
+                continue
             add(f"[{model}] step + save, {mode}", s[mode]["step_plus_save"], "step", fmt="{:.2f}",
                 note=("baseline; " if mode == "full" else "") + f"amortized {s[mode]['amortized_per_correction']:.3f} s/correction")  # fmt: skip
         add(f"[{model}] logits cache per interaction", m["cache_bytes"]["logits"]["per_interaction"], "logits_cache_bytes", fmt="{:,.0f}")
     for cmd, v in result["startup"].items():
         imports = v.get("imports", {})
         value = v["seconds"]
-        row_note = v.get("reason", "") or f"imports torch: {imports.get('torch')}"
+        row_note = v.get("reason", "") or f"imports torch: {imports.get('torch')}; cpu {v['cpu_seconds']:.3f} s"
         add(cmd, value, "startup", note=row_note)
         if value is not None and imports.get("torch"):
             rows[-1]["verdict"] = "FAIL"
@@ -718,10 +770,11 @@ def print_report(result: dict, rows: list[dict]) -> None:
         print(f"[{model}] update peak RSS delta: " + ", ".join(
             f"{k} {mem[k]['update']['peak_delta'] / 2**20:.1f} MiB ({mem[k]['update'].get('ratio_to_full', float('nan')):.2f}x)" if "update" in mem[k] else f"{k} error" for k in MODES))  # fmt: skip
         print(f"[{model}] step peak RSS delta: " + ", ".join(
-            f"{k} {mem[k]['step']['peak_delta'] / 2**20:.1f} MiB" if "step" in mem[k] else f"{k} error" for k in MODES))  # fmt: skip
+            f"{k} {mem[k]['step']['peak_delta'] / 2**20:.1f} MiB" if "step" in mem[k] else f"{k} n/a" for k in MODES))  # fmt: skip
         if "profile_encoder" in m:
             p = m["profile_encoder"]
             print(f"[{model}] encoder update, self-CPU share: " + "; ".join(f"{k} {v:.0%}" for k, v in p["breakdown_self_cpu_share"].items()))
+            print(f"[{model}] logits update, vocabulary GEMMs: {m['profile_logits']['vocab_projection_self_cpu_share']:.0%} of self CPU")
             print(f"[{model}] prototype: " + "; ".join(f"{k}: {v['ratio_to_engine']:.2f}x" for k, v in p["prototype"].items()))
 
 
@@ -785,12 +838,15 @@ def main() -> None:
     ap.add_argument("--model", default="tiny.en", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_memory:
-        print("@@" + json.dumps(child_memory(args.child_memory, args.model, args.threads, args.n)), flush=True)
+        print("@@" + json.dumps(child_memory(args.child_memory, args.model, args.threads, args.n, not args.quick)), flush=True)
         return
 
-    args.decode_rounds, args.update_rounds, args.steps, args.profile_reps, args.canaries, startup_reps = (
-        (1, 4, 1, 2, 1, 3) if args.quick else (3, 12, 3, 5, 3, 7)
+    args.decode_rounds, args.decode_clips, args.update_rounds, args.steps, args.profile_reps, args.canaries, startup_reps = (
+        (3, 1, 3, 1, 2, 1, 3) if args.quick else (3, len(CLIPS), 10, 3, 5, 3, 7)
     )
+    args.step_modes = ("logits", "encoder") if args.quick else MODES  # a full-mode step takes ~15 s
+    if args.quick:
+        args.profile = False
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     result = {"startup": startup(startup_reps)}  # before torch is imported here (no page-cache bias)
