@@ -31,6 +31,7 @@ from .capture import WindowCapture, decode_window
 from .config import Config, load_config
 from .corrections import check_correction
 from .errors import CorrectionRejected, FfasrError
+from .lora import disabled_adapters
 from .models import default_device, load_model
 from .modes import MODES, Target
 
@@ -99,6 +100,7 @@ class ASRAgent:
         self.canaries: deque[Example] = deque(maxlen=t.canary_size)
         self.glossary: list[str] = []
         self.steps = 0
+        self.base_fallbacks = 0  # windows decoded by the base model because the adapted one looped
         self.last_update: UpdateResult | None = None
 
     # ---------------------------------------------------------------- decoding
@@ -116,8 +118,23 @@ class ASRAgent:
         if is_silent(samples, self.config.decoding.silence_dbfs):
             return ()
         options = self.decoding_options(prompt)
-        captures = (decode_window(self.model, w, options, keep, self.cache_dtype) for w in windows(samples))
+        captures = (self._decode_window(w, options, keep) for w in windows(samples))
         return tuple(c for c in captures if not self._no_speech(c))
+
+    def _decode_window(self, samples: np.ndarray, options: DecodingOptions, keep: str | None) -> WindowCapture:
+        """Decode one window; if the adapted model falls into a repetition loop, the base model decodes it.
+
+        whisper's own transcribe() treats a gzip compression ratio above 2.4 as a failed decode.
+        An adapter that over-learned a word can start such a loop on unrelated speech (seen: a
+        sentence decoded as "Xxxxxxx…" after learning "Xochitl"); the base model never got worse
+        because of the adapter, so it is the safe answer. The cache then holds the base decode.
+        """
+        capture = decode_window(self.model, samples, options, keep, self.cache_dtype)
+        if capture.compression_ratio > self.config.decoding.compression_ratio_threshold and self.steps:
+            with disabled_adapters(self.model):
+                capture = decode_window(self.model, samples, options, keep, self.cache_dtype)
+            self.base_fallbacks += 1
+        return capture
 
     def infer(self, audio: str | Path | np.ndarray, cache_logits: bool = True):
         """Transcribe ``audio`` (a path, or 16 kHz float32 samples).

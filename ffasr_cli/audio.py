@@ -63,7 +63,10 @@ def load_audio(source: str | Path | np.ndarray, sample_rate: int = SAMPLE_RATE) 
         raise AudioError(f"{name} holds no samples")
     if not np.isfinite(audio).all():
         raise AudioError(f"{name} holds NaN or infinite samples")
-    return np.ascontiguousarray(_resample(audio, sample_rate), dtype=np.float32)
+    audio = np.ascontiguousarray(_resample(audio, sample_rate), dtype=np.float32)
+    if audio.size == 0:  # a sample or two at a higher rate resample to nothing
+        raise AudioError(f"{name} is too short to hold any audio at {SAMPLE_RATE} Hz")
+    return audio
 
 
 def windows(audio: np.ndarray) -> list[np.ndarray]:

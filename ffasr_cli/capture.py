@@ -29,6 +29,7 @@ class WindowCapture:
     text: str
     no_speech_prob: float
     avg_logprob: float
+    compression_ratio: float  # gzip ratio of the text: high means a repetition loop
     hidden: torch.Tensor | None = None  # [len(tokens)+1, d]: the state each output token was read from
     audio_features: torch.Tensor | None = None  # [n_audio_ctx, d]: the encoder output
     mel: torch.Tensor | None = None  # [n_mels, 3000]: the input, for the full-recompute baseline
@@ -87,6 +88,7 @@ def decode_window(
         text=result.text,
         no_speech_prob=float(result.no_speech_prob),
         avg_logprob=float(result.avg_logprob),
+        compression_ratio=float(result.compression_ratio),
         hidden=hidden,
         audio_features=task.kept.get(AUDIO_FEATURES),
         mel=mel.to(dtype) if keep == MEL else None,

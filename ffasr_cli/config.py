@@ -53,6 +53,7 @@ class DecodingConfig:
     glossary: bool = True  # pass learned terms to Whisper as its prompt
     glossary_max_terms: int = 24
     no_speech_threshold: float = 0.6
+    compression_ratio_threshold: float = 2.4  # above: a repetition loop; that window is decoded again without the adapter
     silence_dbfs: float = -50.0  # quieter than this everywhere: nothing was said
 
 

@@ -76,6 +76,8 @@ def _audio(row: dict, key: str, number: int, base: Path, required: bool) -> Path
     if not isinstance(value, str):
         return value
     path = base / value
+    if path.is_dir():
+        return BadRow(number, f"{key} is a directory, not a file: {path}")
     if not path.is_file():
         return BadRow(number, f"{key} file not found: {path}")
     return path

@@ -60,7 +60,7 @@ class ProfileFiles:
         meta = {"format": FORMAT, "identity": json.dumps(identity, sort_keys=True), "step": str(step),
                 "applied": json.dumps(applied), "created_at": str(time.time())}  # fmt: skip
         path = self.checkpoints_dir / f"step-{step:06d}.safetensors"
-        atomic_write_bytes(path, save_safetensors(tensors, metadata=meta))
+        _write(path, save_safetensors(tensors, metadata=meta), "the adapter checkpoint", "the previous checkpoint is kept")
         for old in self.checkpoint_paths()[:-KEEP_CHECKPOINTS]:
             old.unlink(missing_ok=True)
         return path
@@ -116,9 +116,10 @@ class ProfileFiles:
             for name in ("hidden", "audio_features", "mel"):
                 if (value := getattr(window, name)) is not None:
                     tensors[f"{i}.{name}"] = value.detach().cpu().contiguous()
-        windows = [{"tokens": list(w.tokens), "text": w.text, "no_speech_prob": w.no_speech_prob, "avg_logprob": w.avg_logprob} for w in entry.windows]
+        windows = [{"tokens": list(w.tokens), "text": w.text, "no_speech_prob": w.no_speech_prob, "avg_logprob": w.avg_logprob,
+                    "compression_ratio": w.compression_ratio} for w in entry.windows]  # fmt: skip
         meta = {"format": FORMAT, "identity": json.dumps(identity, sort_keys=True), "label": label, "windows": json.dumps(windows)}
-        atomic_write_bytes(self.pending_dir / f"{entry.cache_id}.safetensors", save_safetensors(tensors, metadata=meta))
+        _write(self.pending_dir / f"{entry.cache_id}.safetensors", save_safetensors(tensors, metadata=meta), "the correction", "it is not saved")
 
     def pending(self, identity: dict, device: str) -> list[tuple[CacheEntry, str]]:
         """Spilled corrections, oldest first, as cache entries with their labels."""
@@ -138,6 +139,7 @@ class ProfileFiles:
                     continue
                 windows = tuple(
                     WindowCapture(tokens=tuple(w["tokens"]), text=w["text"], no_speech_prob=w["no_speech_prob"], avg_logprob=w["avg_logprob"],
+                                  compression_ratio=w["compression_ratio"],
                                   **{name: tensors.get(f"{i}.{name}") for name in ("hidden", "audio_features", "mel")})  # fmt: skip
                     for i, w in enumerate(json.loads(meta["windows"]))
                 )
@@ -150,6 +152,14 @@ class ProfileFiles:
     def drop_pending(self, cache_ids) -> None:
         for cache_id in cache_ids:
             (self.pending_dir / f"{cache_id}.safetensors").unlink(missing_ok=True)
+
+
+def _write(path: Path, data: bytes, what: str, consequence: str) -> None:
+    """``atomic_write_bytes``, with a failing disk (full, read-only) reported as one line."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as error:
+        raise StateError(f"cannot save {what} to {path} ({error.strerror or error}); {consequence}") from error
 
 
 def _metadata(data: bytes) -> dict:

@@ -390,6 +390,11 @@ class Store:
             )
         return cursor.lastrowid
 
+    def forget_checkpoints_after(self, profile: str, step: int) -> int:
+        """A rollback deleted these checkpoint files: forget their rows; returns how many."""
+        with self._write() as conn:
+            return conn.execute("DELETE FROM checkpoints WHERE profile = ? AND step > ?", (profile, step)).rowcount
+
     def checkpoints(self, profile: str) -> list[Checkpoint]:
         """Oldest first: the last one is the newest."""
         rows = self._rows("SELECT * FROM checkpoints WHERE profile = ? ORDER BY id", (profile,))

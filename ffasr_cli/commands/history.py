@@ -33,6 +33,7 @@ def rollback(
         raise FfasrError(f"no checkpoint at step {target}; kept: {', '.join(map(str, steps))} (or 0 for the base model)")
     with Store.open(root, lock_timeout=wait) as store:
         removed = files.discard_checkpoints_after(target)
+        store.forget_checkpoints_after(profile, target)
         store.record_update(profile, step=target, loss=None, n_interactions=0, status="rolled_back", reason=f"user rollback to step {target}")
     typer.echo(f"rolled back to step {target}: removed {len(removed)} checkpoint(s)")
 

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..dialogs import BadRow, Dialog, read_dialogs, read_eval
-from ..errors import FfasrError
+from ..errors import CorrectionRejected, FfasrError, StateError
 from .common import (
     ConfigFile, Device, Glossary, ModeOption, ModelName, Profile, Seed, StateDir, Wait, build_config, console, reports_errors, state_dir,
 )  # fmt: skip
@@ -46,7 +46,10 @@ def _label(session, dialog: Dialog, heard) -> tuple[str | None, str]:
     from ..corrections import typed_correction
 
     if dialog.correction is not None:
-        return typed_correction(dialog.correction, heard.text).label, "typed"
+        try:
+            return typed_correction(dialog.correction, heard.text).label, "typed"
+        except CorrectionRejected:  # e.g. empty: teach refuses it too, and records why
+            return dialog.correction, "typed"
     if dialog.correction_audio is not None:
         return session.hear_correction(dialog.correction_audio, heard), "spoken"
     return None, "accepted"
@@ -77,7 +80,7 @@ def replay(
         if isinstance(row, BadRow):
             if strict:
                 raise FfasrError(f"{dialogs}: {row}")
-            console.print(f"ffasr: warning: {dialogs}: {row}; skipped", highlight=False)
+            console.print(f"ffasr: warning: {dialogs}: {row}; skipped", highlight=False, soft_wrap=True)
     rows = [row for row in rows if isinstance(row, Dialog)]
     settings = build_config(config, model, mode, device, glossary)
 
@@ -121,10 +124,12 @@ def _replay_one(session, dialog, report, eval_files, curve, progress, dialogs, s
         heard = session.hear(dialog.audio)
         label, source = _label(session, dialog, heard)
         taught = session.teach(heard, label, source)
+    except StateError:  # the state dir failed (a full disk): not this clip's fault, stop
+        raise
     except FfasrError as error:  # a bad clip: skip it like a bad row
         if strict:
             raise FfasrError(f"{dialogs}: line {dialog.line}: {error}") from None
-        console.print(f"ffasr: warning: {dialogs}: line {dialog.line}: {error}; skipped", highlight=False)
+        console.print(f"ffasr: warning: {dialogs}: line {dialog.line}: {error}; skipped", highlight=False, soft_wrap=True)
         return {"line": dialog.line, "audio": str(dialog.audio), "error": str(error)}
     if taught.update and curve:
         point = {"update": taught.update.step, "rolled_back": taught.update.rolled_back, "after_dialog": len(report["dialogs"]) + 1}
