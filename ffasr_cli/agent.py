@@ -91,7 +91,8 @@ class ASRAgent:
             torch.manual_seed(seed)
             self.params = self.mode.install()
         self.trainable = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
-        self.optimizer = torch.optim.AdamW(self.params, lr=t.learning_rate, weight_decay=t.weight_decay)
+        learning_rate = t.head_learning_rate if t.mode == "logits" else t.learning_rate
+        self.optimizer = torch.optim.AdamW(self.params, lr=learning_rate, weight_decay=t.weight_decay)
         self.cache = InteractionCache(t.max_cache_size)
         self.cache_dtype = getattr(torch, t.cache_dtype)
         self.pending: list[Example] = []
@@ -118,7 +119,9 @@ class ASRAgent:
         if is_silent(samples, self.config.decoding.silence_dbfs):
             return ()
         options = self.decoding_options(prompt)
-        captures = (self._decode_window(w, options, keep) for w in windows(samples))
+        # A quiet 30 s window of a long recording is skipped: Whisper would only hallucinate there.
+        silence = self.config.decoding.silence_dbfs
+        captures = (self._decode_window(w, options, keep) for w in windows(samples) if not is_silent(w, silence))
         return tuple(c for c in captures if not self._no_speech(c))
 
     def _decode_window(self, samples: np.ndarray, options: DecodingOptions, keep: str | None) -> WindowCapture:
@@ -216,7 +219,10 @@ class ASRAgent:
     def accept(self, cache_id: str) -> None:
         """The transcript was right: keep it as a canary (checked before and after each update)."""
         entry = self._entry(cache_id)
-        self.canaries.append(self.example(entry, entry.text))
+        try:
+            self.canaries.append(self.example(entry, entry.text))
+        except CorrectionRejected:  # a window decoded to the length limit cannot be scored: no canary
+            pass
         self.cache.discard([cache_id])
 
     def step_if_ready(self, force: bool = False) -> bool:
@@ -250,6 +256,8 @@ class ASRAgent:
         except BaseException:
             self._restore(snapshot)
             raise
+        finally:
+            self.mode.forget()
         rolled_back = canary_before is not None and canary_after - canary_before > t.canary_tolerance
         if rolled_back:
             self._restore(snapshot)

@@ -32,7 +32,8 @@ class LowRank(nn.Module):
         self.enabled = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x @ self.A.to(x.dtype).T) @ self.B.to(x.dtype).T * self.scale
+        # scale the rank-r intermediate, not the output: over 1500 audio frames that is 12x less work
+        return ((x @ self.A.to(x.dtype).T) * self.scale) @ self.B.to(x.dtype).T
 
 
 class LoRALinear(nn.Module):

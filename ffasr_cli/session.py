@@ -69,6 +69,7 @@ class Session:
 
     def _resume(self) -> None:
         agent, files = self.agent, self.files
+        files.remove_temp_files()  # left by a process killed mid-write; we hold the lock
         checkpoint = files.latest_checkpoint(agent.identity())
         applied: list[str] = []
         if checkpoint is not None:

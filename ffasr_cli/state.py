@@ -149,6 +149,13 @@ class ProfileFiles:
             found.append((CacheEntry(path.stem, windows), meta["label"]))
         return found
 
+    def remove_temp_files(self) -> int:
+        """Delete half-written files a killed process left (call with the state dir locked)."""
+        stale = [p for d in (self.checkpoints_dir, self.pending_dir) if d.is_dir() for p in d.glob(".*.tmp")]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
     def drop_pending(self, cache_ids) -> None:
         for cache_id in cache_ids:
             (self.pending_dir / f"{cache_id}.safetensors").unlink(missing_ok=True)

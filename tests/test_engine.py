@@ -78,10 +78,17 @@ def test_offline_tiny_en_transcribes_librivox(captures):
 # --- encoder mode is exact: same gradients as re-running the audio ------------------------------
 
 
-def test_encoder_mode_gradients_equal_full_mode_with_frozen_encoder(captures):
+ALL_DECODER_LINEARS = ("attn.query", "attn.key", "attn.value", "attn.out", "cross_attn.query", "cross_attn.key",
+                       "cross_attn.value", "cross_attn.out", "mlp.0", "mlp.2")  # fmt: skip
+
+
+@pytest.mark.parametrize("lora_targets", [None, ALL_DECODER_LINEARS], ids=["default: cross K/V reused", "all linears"])
+def test_encoder_mode_gradients_equal_full_mode_with_frozen_encoder(captures, lora_targets):
     # On the CPU in float32 the two are bitwise equal (the cached encoder output is the one
     # decoding computed, and full mode recomputes the very same thing from the cached mel).
-    options = dict(accumulation_steps=1, inner_steps=1, cache_dtype="float32", seed=7)
+    # By default encoder mode projects the cross-attention keys/values of a window once and
+    # reuses them; with LoRA on those projections it recomputes them each pass: both exact.
+    options = dict(accumulation_steps=1, inner_steps=1, cache_dtype="float32", seed=7, lora_targets=lora_targets)
     encoder = ASRAgent(mode="encoder", **options)
     full = ASRAgent(mode="full", **options)
     enc_windows = captures.windows("encoder", "kubernetes_deploy", "float32")
