@@ -52,6 +52,7 @@ class UpdateResult:
     step: int  # optimizer updates applied so far (rolled-back ones not counted)
     loss: float  # mean loss of the corrections in the update, before it
     corrections: tuple[str, ...]  # cache ids used
+    labels: tuple[tuple[str, str], ...]  # (hypothesis, label) of each correction used
     replayed: int
     seconds: float
     rolled_back: bool
@@ -270,6 +271,7 @@ class ASRAgent:
             step=self.steps,
             loss=float(np.mean([e.loss for e in batch])),
             corrections=tuple(e.cache_id for e in batch),
+            labels=tuple((e.hypothesis, e.label) for e in batch),
             replayed=len(replayed),
             seconds=time.perf_counter() - started,
             rolled_back=rolled_back,

@@ -88,7 +88,7 @@ class Session:
         self.refresh_glossary()
 
     def refresh_glossary(self) -> None:
-        self.agent.glossary = [t.term for t in self.store.terms(self.profile, limit=self.agent.config.decoding.glossary_max_terms)]
+        self.agent.glossary = self.store.glossary(self.profile, self.agent.config.decoding.glossary_max_terms)
 
     # ---------------------------------------------------------------- the loop
 
@@ -160,12 +160,14 @@ class Session:
             status, reason = "applied", None
             path = self.files.save_checkpoint(update.step, self.agent.adapter_state(), self.agent.identity(), ids)
             self.store.record_checkpoint(self.profile, update.step, path)
+            self.store.mark_terms_applied(self.profile, [t for hyp, label in update.labels for t in learned_terms(hyp, label)])
         self.store.record_update(
             self.profile, step=update.step, loss=update.loss, n_interactions=len(ids), status=status, reason=reason,
             duration_ms=1000 * update.seconds, canary_before=update.canary_before, canary_after=update.canary_after,
         )  # fmt: skip
         self.store.set_status(ids, status)
         self.files.drop_pending(ids)
+        self.refresh_glossary()
         return update
 
     def close(self) -> None:

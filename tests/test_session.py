@@ -55,8 +55,27 @@ def test_a_learned_term_stays_learned_after_restart(tmp_path, glossary):
     session = open_session(tmp_path, glossary=glossary, accumulation_steps=2)
     try:
         assert session.agent.steps == 1  # the checkpoint was loaded
-        assert session.agent.glossary == ["Kubernetes"]
+        assert [t.term for t in session.store.terms("default")] == ["Kubernetes"]
+        assert session.agent.glossary == []  # an update applied it: the weights carry it now
         heard = session.hear(clip("kubernetes_dashboard"))  # a sentence never corrected
         assert "Kubernetes" in heard.text
+    finally:
+        session.close()
+
+
+def test_glossary_prompts_a_term_until_an_update_applies_it(tmp_path):
+    session = open_session(tmp_path, glossary=True, accumulation_steps=2)
+    try:
+        name = "kubernetes_deploy"
+        taught = session.teach(session.hear(clip(name)), TEXTS[name], "typed")
+        assert taught.terms == ("Kubernetes",) and taught.update is None
+        assert session.agent.glossary == ["Kubernetes"]  # pending: the prompt bridges the gap
+        assert session.agent.glossary_prompt() == "Glossary: Kubernetes."
+        heard = session.hear(clip("kubernetes_cluster"))
+        assert "Kubernetes" in heard.text  # the prompt alone fixes it: nothing to correct
+        session.store.add_terms("default", ["Xochitl"], source="user")
+        update = session.step_now()  # the update on the one pending correction
+        assert update is not None and not update.rolled_back
+        assert session.agent.glossary == ["Xochitl"]  # user terms stay; applied ones leave
     finally:
         session.close()
