@@ -38,7 +38,7 @@ class TrainingConfig:
     weight_decay: float = 0.0
     kl_weight: float = 0.0  # KL to the base model on positions the user did not correct
     replay_size: int = 16  # earlier corrections kept for replay
-    replay_per_step: int = 2  # of them mixed into each update
+    replay_per_step: int = 4  # of them mixed into each update (4 > 2 on the dev espeak voice: 44 % vs 33 % recall)
     canary_size: int = 4  # accepted utterances checked before and after each update
     canary_tolerance: float = 0.25  # roll back when their loss rises by more (nats/token)
     min_similarity: float = 0.3  # refuse "corrections" further than this from the hypothesis
