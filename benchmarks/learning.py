@@ -42,7 +42,7 @@ ROWS = {
     "encoder no-replay": ({"mode": "encoder", "replay_per_step": 0}, True, False),
     "encoder no-canary": ({"mode": "encoder", "canary_size": 0}, True, False),
     "encoder no-rejection": ({"mode": "encoder", "min_similarity": 0.0}, True, False),
-    "seed (lr 1e-5, 1 step)": ({"mode": "encoder", "learning_rate": 1e-5, "inner_steps": 1}, True, False),
+    "seed: lr 1e-5 x1 step": ({"mode": "encoder", "learning_rate": 1e-5, "inner_steps": 1}, True, False),
 }
 
 
