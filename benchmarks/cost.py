@@ -15,8 +15,7 @@ Measures, on the same interactions (tests/data/kubernetes_*.wav, labels that fix
 * cache bytes per interaction and for a full cache, and what raw [T, V] fp32 logits would cost;
 * latency from "correction given" to "ready for the next utterance" (no step), real-time factor;
 * start-up of ``ffasr --help`` and ``ffasr stats`` (no torch import allowed);
-* where encoder-mode update time goes (torch.profiler), and a prototype of caching the frozen
-  cross-attention keys/values of the cached encoder output.
+* where encoder-mode update time goes (torch.profiler).
 
 Machines are noisy (shared cores): modes are interleaved round by round (the order rotates) and
 every headline number is a median; ratios are medians of per-round ratios, so a slow spell hits
@@ -488,22 +487,17 @@ def steps(agents, ids, canary_ids, n: int, timed: int) -> dict:
     return summary
 
 
-# --------------------------------------------------------------------------- profile + prototype
+# --------------------------------------------------------------------------- profile
 
 
 def profile_encoder(agent, ids, reps: int, path: Path) -> dict:
-    """Where encoder-mode update time goes; prototype: frozen cross-attention K/V cached per entry."""
-    import torch
-    import torch.nn.functional as F
+    """Where encoder-mode update time goes (torch.profiler)."""
     from torch.profiler import ProfilerActivity, profile
-
-    from ffasr_cli.lora import LoRALinear
 
     labels = [label for _, label in CLIPS]
     entries = [agent.cache.get(cid) for cid in ids]
     targets = [agent.example(e, label).targets[0] for e, label in zip(entries, labels)]
     mode, model = agent.mode, agent.model
-    dec = model.decoder
 
     def engine(target):
         loss = mode.loss(target)
@@ -542,97 +536,10 @@ def profile_encoder(agent, ids, reps: int, path: Path) -> dict:
     # frames-sized work in the backward (LoRA grads) that the filters above may miss
     breakdown["everything else"] = max(0.0, 1.0 - sum(breakdown.values()))
 
-    # ---- prototype: base K/V of the cached audio features, computed once per entry
-    def base_kv(features):
-        kv = {}
-        with torch.no_grad():
-            for block in dec.blocks:
-                for lin in (block.cross_attn.key, block.cross_attn.value):
-                    kv[lin] = (lin.base if isinstance(lin, LoRALinear) else lin)(features)
-        return kv
-
-    def lora_delta(lin, x, fold):
-        if not isinstance(lin, LoRALinear) or not lin.lora.enabled:
-            return None
-        lr = lin.lora
-        if fold:  # scale the rank-r intermediate, not the [frames, d] output
-            return ((x @ lr.A.T) * lr.scale) @ lr.B.T
-        return lr(x)
-
-    def prototype(target, kv_base, lora_kv: bool, fold: bool):
-        features = mode.audio_features(target.window).float()
-        kv = {}
-        for lin, base in kv_base.items():
-            delta = lora_delta(lin, features, fold) if lora_kv else None
-            kv[lin] = base if delta is None else base + delta
-        labels_t = torch.tensor(target.tokens)
-        inputs = torch.tensor([*mode.sot_sequence, *target.tokens[:-1]]).unsqueeze(0)
-        start = len(mode.sot_sequence) - 1
-        x = dec.token_embedding(inputs) + dec.positional_embedding[: inputs.shape[-1]]
-        for block in dec.blocks:  # with kv_cache holding the cross-attn modules, whisper reuses K/V
-            x = block(x, features, mask=dec.mask, kv_cache=kv)
-        logits = (dec.ln(x) @ dec.token_embedding.weight.T)[0, start:]
-        loss = F.cross_entropy(logits.float(), labels_t)
-        loss.backward()
-        return loss
-
-    kvs = [base_kv(mode.audio_features(t.window).float()) for t in targets]
-    with Timer() as t_kv:
-        for t in targets:
-            base_kv(mode.audio_features(t.window).float())
-    params = [p for p in agent.params]
-
-    def grads():
-        g = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
-        agent.optimizer.zero_grad(set_to_none=True)
-        return g
-
-    # exactness: same loss and gradients as the engine
-    check = {}
-    for name, fn in (("kv_cached", lambda t, kv: prototype(t, kv, True, False)), ("kv_cached+fold", lambda t, kv: prototype(t, kv, True, True))):
-        agent.optimizer.zero_grad(set_to_none=True)
-        l0 = engine(targets[0]).item()
-        g0 = grads()
-        l1 = fn(targets[0], kvs[0]).item()
-        g1 = grads()
-        check[name] = {
-            "loss_abs_diff": abs(l0 - l1),
-            "max_grad_rel_diff": max(float((a - b).norm() / (a.norm() + 1e-12)) for a, b in zip(g0, g1)),
-        }
-    variants = {
-        "engine (EncoderMode.loss + backward)": lambda i: engine(targets[i]),
-        "base K/V cached per entry, LoRA delta on K/V": lambda i: prototype(targets[i], kvs[i], True, False),
-        "base K/V cached + LoRA scale folded into rank-r": lambda i: prototype(targets[i], kvs[i], True, True),
-        "K/V fully cached (no LoRA on cross_attn.key/value)": lambda i: prototype(targets[i], kvs[i], False, False),
-    }
-    times = {k: [] for k in variants}
-    for r in range(reps):
-        for name in rotated(variants, r):
-            for i in range(len(targets)):
-                with Timer() as t:
-                    variants[name](i)
-                times[name].append(t.wall)
-            agent.optimizer.zero_grad(set_to_none=True)
-    base_time = median(times["engine (EncoderMode.loss + backward)"])
-    kv_bytes = sum(v.numel() * v.element_size() for v in kvs[0].values())
-    proto = {
-        name: {"seconds": median(v), "ratio_to_engine": median(v) / base_time} for name, v in times.items()
-    }
     text = [f"# encoder-mode loss+backward, {reps}x{len(targets)} calls, torch.profiler (self CPU)\n", table, "\n# breakdown\n"]
     text += [f"{share_:6.1%}  {name}\n" for name, share_ in breakdown.items()]
-    text += ["\n# prototype (median wall s per loss+backward)\n"]
-    text += [f"{v['seconds']:.4f} s  {v['ratio_to_engine']:.2f}x  {k}\n" for k, v in proto.items()]
-    text += [f"\nbase K/V per entry: {kv_bytes / 2**20:.1f} MiB fp32, {t_kv.wall / len(targets):.4f} s to compute\n"]
-    text += [f"exactness vs engine: {json.dumps(check)}\n"]
     path.write_text("".join(text))
-    return {
-        "breakdown_self_cpu_share": breakdown,
-        "prototype": proto,
-        "prototype_exactness": check,
-        "base_kv_bytes_per_entry_fp32": kv_bytes,
-        "base_kv_compute_seconds": t_kv.wall / len(targets),
-        "profile_file": str(path.relative_to(ROOT)),
-    }
+    return {"breakdown_self_cpu_share": breakdown, "profile_file": str(path.relative_to(ROOT))}
 
 
 # --------------------------------------------------------------------------- one model
@@ -655,7 +562,6 @@ def profile_logits(agent, ids, reps: int) -> dict:
 
 
 def bench_model(model_name: str, args) -> dict:
-    import numpy as np  # noqa: F401
 
     from ffasr_cli.agent import ASRAgent
     from ffasr_cli.audio import load_audio
@@ -775,7 +681,6 @@ def print_report(result: dict, rows: list[dict]) -> None:
             p = m["profile_encoder"]
             print(f"[{model}] encoder update, self-CPU share: " + "; ".join(f"{k} {v:.0%}" for k, v in p["breakdown_self_cpu_share"].items()))
             print(f"[{model}] logits update, vocabulary GEMMs: {m['profile_logits']['vocab_projection_self_cpu_share']:.0%} of self CPU")
-            print(f"[{model}] prototype: " + "; ".join(f"{k}: {v['ratio_to_engine']:.2f}x" for k, v in p["prototype"].items()))
 
 
 def plot(result: dict, path: Path) -> None:
