@@ -83,34 +83,37 @@ def _audio(row: dict, key: str, number: int, base: Path, required: bool) -> Path
     return path
 
 
-def read_dialogs(path: Path) -> Iterator[Dialog | BadRow]:
+def _read(path: Path, parse) -> Iterator:
+    """``parse(row, line number, base folder)`` for each JSON object; bad lines as ``BadRow``."""
     base = Path(path).parent
     for number, row in _rows(path):
-        if isinstance(row, BadRow):
-            yield row
-            continue
-        fields = {
-            "audio": _audio(row, "audio", number, base, required=True),
-            "correction": _text(row, "correction", number),
-            "correction_audio": _audio(row, "correction_audio", number, base, required=False),
-            "reference": _text(row, "reference", number),
-        }
-        bad = next((v for v in fields.values() if isinstance(v, BadRow)), None)
-        yield bad or Dialog(number, **fields)
+        yield row if isinstance(row, BadRow) else parse(row, number, base)
+
+
+def _dialog(row: dict, number: int, base: Path) -> Dialog | BadRow:
+    fields = {
+        "audio": _audio(row, "audio", number, base, required=True),
+        "correction": _text(row, "correction", number),
+        "correction_audio": _audio(row, "correction_audio", number, base, required=False),
+        "reference": _text(row, "reference", number),
+    }
+    bad = next((v for v in fields.values() if isinstance(v, BadRow)), None)
+    return bad or Dialog(number, **fields)
+
+
+def _eval_row(row: dict, number: int, base: Path) -> EvalRow | BadRow:
+    audio = _audio(row, "audio", number, base, required=True)
+    reference = _text(row, "reference", number, required=True)
+    terms = row.get("terms", [])
+    if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+        return BadRow(number, "'terms' must be a list of strings")
+    bad = next((v for v in (audio, reference) if isinstance(v, BadRow)), None)
+    return bad or EvalRow(number, audio, reference, tuple(terms))
+
+
+def read_dialogs(path: Path) -> Iterator[Dialog | BadRow]:
+    return _read(path, _dialog)
 
 
 def read_eval(path: Path) -> Iterator[EvalRow | BadRow]:
-    base = Path(path).parent
-    for number, row in _rows(path):
-        if isinstance(row, BadRow):
-            yield row
-            continue
-        audio = _audio(row, "audio", number, base, required=True)
-        reference = _text(row, "reference", number, required=True)
-        terms = row.get("terms", [])
-        if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
-            yield BadRow(number, "'terms' must be a list of strings")
-        elif isinstance(audio, BadRow) or isinstance(reference, BadRow):
-            yield audio if isinstance(audio, BadRow) else reference
-        else:
-            yield EvalRow(number, audio, reference, tuple(terms))
+    return _read(path, _eval_row)
