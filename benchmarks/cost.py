@@ -562,7 +562,6 @@ def profile_logits(agent, ids, reps: int) -> dict:
 
 
 def bench_model(model_name: str, args) -> dict:
-
     from ffasr_cli.agent import ASRAgent
     from ffasr_cli.audio import load_audio
     from ffasr_cli.models import load_model
