@@ -25,6 +25,7 @@ import torch
 import whisper
 from whisper.decoding import DecodingOptions
 
+from .align import split_label
 from .audio import is_silent, load_audio, windows
 from .cache import CacheEntry, InteractionCache
 from .capture import WindowCapture, decode_window
@@ -102,7 +103,6 @@ class ASRAgent:
         self.canaries: deque[Example] = deque(maxlen=t.canary_size)
         self.glossary: list[str] = []
         self.steps = 0
-        self.base_fallbacks = 0  # windows decoded by the base model because the adapted one looped
         self.last_update: UpdateResult | None = None
 
     # ---------------------------------------------------------------- decoding
@@ -116,13 +116,11 @@ class ASRAgent:
         return DecodingOptions(language=d.language, without_timestamps=True, fp16=self.device != "cpu", beam_size=d.beam_size, prompt=prompt)
 
     def _decode(self, audio, keep: str | None, prompt: str | None) -> tuple[WindowCapture, ...]:
-        samples = load_audio(audio)
-        if is_silent(samples, self.config.decoding.silence_dbfs):
-            return ()
         options = self.decoding_options(prompt)
-        # A quiet 30 s window of a long recording is skipped: Whisper would only hallucinate there.
+        # A quiet 30 s window (all of a silent clip, or a pause in a long one) is skipped: Whisper
+        # would only hallucinate there.
         silence = self.config.decoding.silence_dbfs
-        captures = (self._decode_window(w, options, keep) for w in windows(samples) if not is_silent(w, silence))
+        captures = (self._decode_window(w, options, keep) for w in windows(load_audio(audio)) if not is_silent(w, silence))
         return tuple(c for c in captures if not self._no_speech(c))
 
     def _decode_window(self, samples: np.ndarray, options: DecodingOptions, keep: str | None) -> WindowCapture:
@@ -137,7 +135,6 @@ class ASRAgent:
         if capture.compression_ratio > self.config.decoding.compression_ratio_threshold and self.steps:
             with disabled_adapters(self.model):
                 capture = decode_window(self.model, samples, options, keep, self.cache_dtype)
-            self.base_fallbacks += 1
         return capture
 
     def infer(self, audio: str | Path | np.ndarray, cache_logits: bool = True):
@@ -173,8 +170,6 @@ class ASRAgent:
 
     def example(self, entry: CacheEntry, label: str) -> Example:
         """Tokenize ``label`` per window of ``entry`` (words shared out by alignment)."""
-        from .align import split_label
-
         label = " ".join(label.split())
         shares = [label.split()]
         if len(entry.windows) > 1:

@@ -51,8 +51,7 @@ class Session:
     def __init__(self, agent: ASRAgent, store: Store, files: ProfileFiles, profile: str, command: str):
         self.agent, self.store, self.files, self.profile = agent, store, files, profile
         self.cache_identity = {**agent.identity(), "mode": agent.config.training.mode}
-        identity = agent.identity()
-        self.store.ensure_profile(profile, identity["model"], agent.config.training.mode)
+        self.store.ensure_profile(profile, self.cache_identity["model"], agent.config.training.mode)
         self.session_id = store.start_session(profile, command)
         self.learn_weights = True  # False: a baseline that only fills the glossary (--no-learn)
         self._resume()
