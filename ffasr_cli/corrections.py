@@ -181,8 +181,11 @@ def _unquote(text: str) -> str:
 # --- spelling ---------------------------------------------------------------------------------
 
 _LETTER = r"[^\W\d_]"
-# Single letters separated by hyphens, dots, commas or spaces: "X-O-C", "X O C", "x. o. c.".
-_SPELLED = re.compile(rf"(?<![\w'’])(?:{_LETTER}[\s.,\-–]+)+{_LETTER}(?![\w'’])")
+# Single letters separated by hyphens, dots, commas or spaces: "X-O-C", "X O C", "x. o. c.";
+# or the letters already joined in capitals ("XOCHITL"), as Whisper writes a spelling it knows.
+_SPELLED = re.compile(
+    rf"(?<![\w'’])(?:(?P<letters>(?:{_LETTER}[\s.,\-–]+)+{_LETTER})|(?P<capitals>[^\W\d_a-z]{{{MIN_SPELLED_LETTERS},}}))(?![\w'’])"
+)
 # Words between a spoken word and its spelling that belong to neither ("Xochitl, spelled X-O-C").
 _CONNECTOR = re.compile(
     r"(?:[\s,:;\-–—]+|(?<![\w'’])(?:spelled|spelt|spelling|as|like|that's|that’s|that\s+is|"
@@ -201,6 +204,9 @@ def join_spelling(text: str) -> str:
     "Sochi tell X O C H I T L" becomes "Xochitl". If that spoken word is spelled exactly so, its
     own casing is kept ("PostgreSQL, P-O-S-T-G-R-E-S-Q-L" stays "PostgreSQL"). Otherwise the
     joined word takes the place of the letters alone.
+
+    A word in capitals of three letters or more ("sochitl. XOCHITL") is a spelling only when it
+    replaces a similar spoken word before it; otherwise it is an acronym and stays as written.
     """
     out, pos = [], 0
     for match in _SPELLED.finditer(text):
@@ -212,14 +218,18 @@ def join_spelling(text: str) -> str:
         if "." in match.group() and text[after : after + 1] == ".":
             after += 1  # "x. o. c." ends with the last letter's dot, not a sentence's
         before = text[pos : match.start()]
-        out.append(_replace_spoken(before, word))
+        replaced = _replace_spoken(before, word)
+        if replaced is None and match["capitals"]:
+            continue  # an acronym ("NASA"): left in the text as it is
+        out.append(before + word if replaced is None else replaced)
         pos = after
     out.append(text[pos:])
     return "".join(out)
 
 
-def _replace_spoken(before: str, word: str) -> str:
-    """``before`` + ``word``, where ``word`` replaces the last few words of ``before`` it spells."""
+def _replace_spoken(before: str, word: str) -> str | None:
+    """``before`` + ``word``, where ``word`` replaces the last few words of ``before`` it spells;
+    None when none of them is similar enough."""
     connector = _CONNECTOR.search(before)
     head = before[: connector.start()] if connector else before
     tokens = list(_TOKEN.finditer(head))
@@ -231,7 +241,7 @@ def _replace_spoken(before: str, word: str) -> str:
         if score > best_score:  # ties keep fewer words
             best_k, best_score = k, score
     if best_score < SPELLING_MATCH_SIMILARITY:
-        return before + word
+        return None
     first = tokens[-best_k]
     lead = _LEAD_PUNCT.match(first.group()).group()
     if best_k == 1:

@@ -111,13 +111,18 @@ def test_strip_preamble_keeps_a_preamble_that_the_hypothesis_starts_with():
         ("call x-o-c-h-i-t-l tomorrow", "call Xochitl tomorrow"),
         ("deploy with K-U-B-E-R-N-E-T-E-S", "deploy with Kubernetes"),
         ("Sochi X-O-C-H-I-T-L and Cubanites K-U-B-E-R-N-E-T-E-S", "Xochitl and Kubernetes"),
+        # an adapted model writes the spelling it has learned in capitals, already joined
+        ("No, I said sochitl. XOCHITL.", "No, I said Xochitl."),
+        ("Nginx, NGINX", "Nginx"),
     ],
 )
 def test_join_spelling(spoken, joined):
     assert join_spelling(spoken) == joined
 
 
-@pytest.mark.parametrize("text", ["A-B testing", "I am a cat", "T-shirt", "Plan B", "Deploy it."])
+@pytest.mark.parametrize(
+    "text", ["A-B testing", "I am a cat", "T-shirt", "Plan B", "Deploy it.", "I work at NASA now.", "Put it in the HTTP header."]
+)
 def test_join_spelling_leaves_ordinary_text(text):
     assert join_spelling(text) == text
 
@@ -154,6 +159,12 @@ def test_spoken_spelled_name_is_merged():
     spoken = "No, I meant Sochi tell X O C H I T L."
     correction = parse_spoken_correction(spoken, "Call Sochi tomorrow.")
     assert correction == Correction("Call Xochitl tomorrow.", "merge", (1, 2))
+
+
+def test_spoken_spelling_in_capitals_is_merged():
+    # seen in replay: after one update tiny.en wrote the spelled letters as one word
+    correction = parse_spoken_correction("No, I said sochitl. XOCHITL.", "Sochitl is bringing the projector.")
+    assert correction.label == "Xochitl is bringing the projector."
 
 
 def test_spoken_merge_keeps_the_hypothesis_outside_the_span():
