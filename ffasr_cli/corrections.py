@@ -241,7 +241,11 @@ def _replace_spoken(before: str, word: str) -> str | None:
         if score > best_score:  # ties keep fewer words
             best_k, best_score = k, score
     if best_score < SPELLING_MATCH_SIMILARITY:
-        return None
+        # "Kiva. C-A-O-I-M-H-E": a lone word set off before the spelling is the word it spells,
+        # however differently a rare name is written from how it sounds
+        if len(tokens) != 1 or not re.search(r"[.,;:—–]\s*$", before):
+            return None
+        best_k = 1
     first = tokens[-best_k]
     lead = _LEAD_PUNCT.match(first.group()).group()
     if best_k == 1:

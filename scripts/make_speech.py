@@ -56,6 +56,11 @@ PRON = {
     "Nguyen": ("wˈɪn", "win"),
     "Nginx": ("ˌɛnʤɪnˈɛks", "engine ex"),
     "Saoirse": ("sˈɜɹʃə", "sersha"),
+    # second dev slice (also used for tuning: the first one saturated at 100 %)
+    "Aoife": ("ˈifə", "eefa"),
+    "Caoimhe": ("kˈivə", "keeva"),
+    "Przemek": ("pʃˈɛmɛk", "pshemek"),
+    "Grzegorz": ("ɡʒˈɛɡɔʃ", "gzhegosh"),
     # held-out terms (never used for tuning)
     "Niamh": ("nˈiv", "neeve"),
     "Wojciech": ("vˈOiʧɛk", "voy chek"),
@@ -63,6 +68,7 @@ PRON = {
     "Dvořák": ("dəvˈɔɹʒɑk", "dvor zhahk"),
 }
 DEV_TERMS = ["PostgreSQL", "Xochitl", "Tadeusz", "Nguyen", "Nginx", "Saoirse"]
+DEV2_TERMS = ["Aoife", "Caoimhe", "Przemek", "Grzegorz"]
 HELDOUT_TERMS = ["Niamh", "Wojciech", "Memcached", "Dvořák"]
 
 # Per term: 4 training sentences (typed corrections) then 3 test sentences (never learned from).
@@ -127,6 +133,46 @@ SENTENCES = {
         "Saoirse lent me her camera for the weekend.",
         "Could you pass these notes on to Saoirse?",
     ],
+    "Aoife": [
+        "Aoife is coming over for dinner on Friday.",
+        "The best slides in the deck were made by Aoife.",
+        "I borrowed a ladder from Aoife next door.",
+        "Aoife found a great apartment near the river.",
+        # test
+        "Please send the invoice to Aoife in accounting.",
+        "Aoife plays the violin in a local orchestra.",
+        "We should invite Aoife to the hiking trip.",
+    ],
+    "Caoimhe": [
+        "Caoimhe is running the quarterly planning session.",
+        "I asked Caoimhe to water the plants while I am away.",
+        "The new budget was approved by Caoimhe yesterday.",
+        "We are all going to Caoimhe's birthday dinner.",
+        # test
+        "Caoimhe will call you back after lunch.",
+        "Could you give this folder to Caoimhe?",
+        "My neighbor Caoimhe grows tomatoes on her balcony.",
+    ],
+    "Przemek": [
+        "Przemek fixed the leaking tap in the bathroom.",
+        "The keys are with Przemek at the front desk.",
+        "Przemek is driving us to the airport tomorrow.",
+        "I had lunch with Przemek and his brother.",
+        # test
+        "Przemek wrote a short story about his grandmother.",
+        "Ask Przemek if the van is free on Monday.",
+        "Everyone agreed that Przemek gave the best talk.",
+    ],
+    "Grzegorz": [
+        "Grzegorz moved the billing service to a new server.",
+        "Grzegorz restarted the database three times overnight.",
+        "The whole team went hiking with Grzegorz.",
+        "My brother and Grzegorz play chess every Sunday.",
+        # test
+        "Grzegorz makes the best pancakes in town.",
+        "I still have the book that Grzegorz lent me.",
+        "The bakery on the corner belongs to Grzegorz.",
+    ],
     "Niamh": [
         "Niamh left her umbrella in the kitchen again.",
         "The new schedule was written by Niamh.",
@@ -180,6 +226,12 @@ SPOKEN = {
         ("Tadeusz", "Tadeusz is flying to Warsaw on Sunday.",
          "Tadeusz is flying to Warsaw on Sunday."),
     ],
+    "dev2": [
+        ("Caoimhe", "Caoimhe booked the meeting room for Tuesday.",
+         "No, I said Caoimhe. C, A, O, I, M, H, E."),
+        ("Przemek", "The deploy was approved by Przemek.",
+         "No, I meant Przemek."),
+    ],
     "heldout": [
         ("Wojciech", "Wojciech will review the pull request tonight.",
          "No, I said Wojciech. W, O, J, C, I, E, C, H."),
@@ -197,6 +249,10 @@ ACCEPTED = {
         "The bus was twenty minutes late this morning.",
         "I will send you the agenda before the meeting.",
         "We need more milk and bread from the store.",
+    ],
+    "dev2": [
+        "Please water the plants on the balcony.",
+        "I think the shop closes at six today.",
     ],
     "heldout": [
         "The weather should be sunny for most of the week.",
@@ -228,6 +284,14 @@ SOUNDALIKE = [
     ("Memcached", "Members cashed in their reward points."),
     ("Dvořák", "The fork is on the left side of the plate."),
     ("Dvořák", "They drove a truck across the border."),
+    ("Aoife", "Eva is reading in the garden."),
+    ("Aoife", "If I were you, I would wait."),
+    ("Caoimhe", "The key was under the mat."),
+    ("Caoimhe", "Keep the change, said the driver."),
+    ("Przemek", "Please check the fresh milk in the fridge."),
+    ("Przemek", "She made a mess in the kitchen."),
+    ("Grzegorz", "The sunset over the gorge was gorgeous."),
+    ("Grzegorz", "The guests were gossiping all evening."),
 ]
 
 GENERAL = [
@@ -411,7 +475,7 @@ def write_jsonl(path: Path, rows):
 def build_benchmark(out: Path, r: Renderer) -> list[str]:
     clips = out / "clips"
     files = []
-    for split, terms in (("dev", DEV_TERMS), ("heldout", HELDOUT_TERMS)):
+    for split, terms in (("dev", DEV_TERMS), ("dev2", DEV2_TERMS), ("heldout", HELDOUT_TERMS)):
         # training dialogs: typed corrections, interleaved across terms
         typed = []
         for term in terms:

@@ -114,6 +114,8 @@ def test_strip_preamble_keeps_a_preamble_that_the_hypothesis_starts_with():
         # an adapted model writes the spelling it has learned in capitals, already joined
         ("No, I said sochitl. XOCHITL.", "No, I said Xochitl."),
         ("Nginx, NGINX", "Nginx"),
+        # a lone word set off before the spelling is the word spelled, however unlike it is
+        ("Kiva. C, A, O, I, M, H, E.", "Caoimhe."),
     ],
 )
 def test_join_spelling(spoken, joined):
