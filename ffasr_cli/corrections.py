@@ -481,9 +481,10 @@ def learned_terms(hypothesis: str, label: str) -> list[str]:
     """The words of the label that the model got wrong: what the glossary should remember.
 
     A term is a word of the label whose normalized form (``normalize_words``) is not among the
-    hypothesis' words. Common function words ("the", "with") and words without letters ("3")
-    are never terms. Terms keep the label's spelling ("PostgreSQL"), come in the label's order,
-    and appear once each. A label equal to the hypothesis teaches no terms.
+    hypothesis' words. Common function words ("the", "with"), words without letters ("3") and a
+    lowercase inflection of a word that was heard ("fixed" for "fix": grammar, not vocabulary;
+    "Memcached" for "Memcache" stays a term) are never terms. Terms keep the label's spelling ("PostgreSQL"), come in the
+    label's order, and appear once each. A label equal to the hypothesis teaches no terms.
     """
     heard = set(normalize_words(hypothesis))
     terms, seen = [], set()
@@ -491,6 +492,16 @@ def learned_terms(hypothesis: str, label: str) -> list[str]:
         key = _normal(word)
         if key in heard or key in seen or key in STOPWORDS or not any(c.isalpha() for c in word):
             continue
+        if word[:1].islower() and _inflects(key, heard):
+            continue
         seen.add(key)
         terms.append(word)
     return terms
+
+
+_INFLECTIONS = ("s", "es", "ed", "d", "ing", "'s")
+
+
+def _inflects(word: str, heard: set[str]) -> bool:
+    """Whether ``word`` and a heard word differ only by an English inflection ending."""
+    return any(word == h + end or h == word + end for h in heard for end in _INFLECTIONS)

@@ -322,6 +322,8 @@ def test_check_limits_are_options():
         ("deploy TERRAFORM", "Deploy Terraform", []),  # casing alone is not a term
         (RIGHT, RIGHT, []),
         ("", "Kubernetes", ["Kubernetes"]),
+        ("Walk in, fix the tap", "Przemek fixed the tap", ["Przemek"]),  # an inflection is grammar
+        ("I move the files to Memcache", "I moved the files to Memcached", ["Memcached"]),
     ],
 )
 def test_learned_terms(heard, label, terms):
