@@ -105,6 +105,7 @@ class EncoderMode(UpdateMode):
         add_decoder_lora(self.model, c.lora_targets, c.lora_rank, c.lora_alpha)
         self.cross_kv_frozen = not {"cross_attn.key", "cross_attn.value"} & set(c.lora_targets)
         self.cross_kv_memo: dict[int, tuple[WindowCapture, dict]] = {}
+        self.base_logits_memo: dict[tuple, tuple[WindowCapture, torch.Tensor]] = {}
         return self._adapter_parameters()
 
     def audio_features(self, window: WindowCapture) -> torch.Tensor:
@@ -127,8 +128,21 @@ class EncoderMode(UpdateMode):
         return self.cross_kv_memo[id(window)][1]
 
     def forget(self) -> None:
-        """Drop the reused keys/values (after an update: they are only worth keeping for one)."""
+        """Drop the reused keys/values and base logits (after an update: they are only worth keeping for one)."""
         self.cross_kv_memo.clear()
+        self.base_logits_memo.clear()
+
+    def base_logits(self, target: Target, inputs: torch.Tensor, features: torch.Tensor, cross_kv: dict | None) -> torch.Tensor:
+        """The base model's logits on a label, for the KL term: fixed, so computed once per update."""
+        key = (id(target.window), target.tokens)
+        if key not in self.base_logits_memo:
+            self.base_logits_memo[key] = (target.window, self._base_logits_now(inputs, features, cross_kv))
+        return self.base_logits_memo[key][1]
+
+    @torch.no_grad()
+    def _base_logits_now(self, inputs: torch.Tensor, features: torch.Tensor, cross_kv: dict | None) -> torch.Tensor:
+        with disabled_adapters(self.model):
+            return self.decoder_logits(inputs, features, cross_kv)[0]
 
     def decoder_logits(self, inputs: torch.Tensor, features: torch.Tensor, cross_kv: dict | None) -> torch.Tensor:
         # whisper's TextDecoder.forward, except that it takes its position offset from the
@@ -150,8 +164,7 @@ class EncoderMode(UpdateMode):
         logits = self.decoder_logits(inputs, features, cross_kv)[0, start:]
         loss = F.cross_entropy(logits, labels)
         if self.config.kl_weight > 0:
-            with torch.no_grad(), disabled_adapters(self.model):
-                base_logits = self.decoder_logits(inputs, features, cross_kv)[0, start:]
+            base_logits = self.base_logits(target, inputs, features, cross_kv)[start:]
             hypothesis = list(target.window.tokens) + [self.eot]
             uncorrected = torch.tensor(matched_label_positions(hypothesis, list(target.tokens)), device=labels.device)
             loss = loss + self.config.kl_weight * _kl_to_base(logits, base_logits, uncorrected)
@@ -176,6 +189,9 @@ class FullMode(EncoderMode):
 
     def cross_kv(self, window: WindowCapture, features: torch.Tensor) -> None:
         return None  # the baseline recomputes everything from the audio, every time
+
+    def base_logits(self, target: Target, inputs: torch.Tensor, features: torch.Tensor, cross_kv: dict | None) -> torch.Tensor:
+        return self._base_logits_now(inputs, features, cross_kv)  # an unfrozen encoder changes them every step
 
 
 MODES: dict[str, type[UpdateMode]] = {m.name: m for m in (LogitsMode, EncoderMode, FullMode)}

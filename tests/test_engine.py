@@ -82,13 +82,18 @@ ALL_DECODER_LINEARS = ("attn.query", "attn.key", "attn.value", "attn.out", "cros
                        "cross_attn.value", "cross_attn.out", "mlp.0", "mlp.2")  # fmt: skip
 
 
-@pytest.mark.parametrize("lora_targets", [None, ALL_DECODER_LINEARS], ids=["default: cross K/V reused", "all linears"])
-def test_encoder_mode_gradients_equal_full_mode_with_frozen_encoder(captures, lora_targets):
+@pytest.mark.parametrize(
+    ("lora_targets", "kl_weight", "inner_steps"),
+    [(None, 0.0, 1), (ALL_DECODER_LINEARS, 0.0, 1), (None, 0.5, 2)],
+    ids=["default: cross K/V reused", "all linears", "KL: base logits reused across inner steps"],
+)
+def test_encoder_mode_gradients_equal_full_mode_with_frozen_encoder(captures, lora_targets, kl_weight, inner_steps):
     # On the CPU in float32 the two are bitwise equal (the cached encoder output is the one
     # decoding computed, and full mode recomputes the very same thing from the cached mel).
     # By default encoder mode projects the cross-attention keys/values of a window once and
     # reuses them; with LoRA on those projections it recomputes them each pass: both exact.
-    options = dict(accumulation_steps=1, inner_steps=1, cache_dtype="float32", seed=7, lora_targets=lora_targets)
+    # With KL, encoder mode computes the base model's logits once per update, full mode every pass.
+    options = dict(accumulation_steps=1, inner_steps=inner_steps, kl_weight=kl_weight, cache_dtype="float32", seed=7, lora_targets=lora_targets)
     encoder = ASRAgent(mode="encoder", **options)
     full = ASRAgent(mode="full", **options)
     enc_windows = captures.windows("encoder", "kubernetes_deploy", "float32")
