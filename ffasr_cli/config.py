@@ -22,23 +22,25 @@ MODES = ("logits", "encoder", "full")
 @dataclass(frozen=True)
 class TrainingConfig:
     mode: str = "encoder"  # what is cached and trained: logits | encoder | full
-    learning_rate: float = 3e-4  # AdamW; chosen by measurement (BENCHMARKS.md)
+    learning_rate: float = 6e-4  # AdamW; chosen by measurement on two dev slices (BENCHMARKS.md)
     accumulation_steps: int = 4  # corrections per optimizer update
     inner_steps: int = 3  # optimizer steps on each accumulated batch (from the cache)
     max_cache_size: int = 100  # cached interactions kept in memory
     freeze_encoder: bool = True  # full mode only: train the encoder too when false
     lora_rank: int = 32
     lora_alpha: float = 32.0
-    # Not cross_attn.key/value: without them recall was higher (100 % vs 94 % on the dev terms)
-    # and their projections of the cached audio can be computed once per window (cheaper update).
-    lora_targets: tuple[str, ...] = ("attn.query", "attn.key", "attn.value", "attn.out", "cross_attn.query", "cross_attn.out", "mlp.0", "mlp.2")
+    # Not self-attention: with it, learning "Przemek" turned "Press star" into "Przor" on human
+    # speech (+1.4 to +2.6 WER); without it, recall held at 100 % and that speech did not get worse.
+    # Not cross_attn.key/value: their projections of the cached audio are then computed once per
+    # window (a cheaper update), and recall was higher without them.
+    lora_targets: tuple[str, ...] = ("cross_attn.query", "cross_attn.out", "mlp.0", "mlp.2")
     head_rank: int = 16  # logits mode: rank of the residual on the final hidden state
     head_learning_rate: float = 3e-3  # logits mode: the head adapter needs ~10x the LoRA's rate
     grad_clip: float = 1.0
     weight_decay: float = 0.0
     kl_weight: float = 0.0  # KL to the base model on positions the user did not correct
     replay_size: int = 16  # earlier corrections kept for replay
-    replay_per_step: int = 4  # of them mixed into each update (4 > 2 on the dev espeak voice: 44 % vs 33 % recall)
+    replay_per_step: int = 8  # of them mixed into each update (more replay: less forgetting, fewer false insertions)
     canary_size: int = 4  # accepted utterances checked before and after each update
     canary_tolerance: float = 0.25  # roll back when their loss rises by more (nats/token)
     min_similarity: float = 0.3  # refuse "corrections" further than this from the hypothesis

@@ -26,7 +26,7 @@ def test_defaults():
     assert config == Config()
     assert config.model == "tiny.en" and config.device is None
     t = config.training
-    assert (t.mode, t.accumulation_steps, t.learning_rate, t.cache_dtype) == ("encoder", 4, 3e-4, "float16")
+    assert (t.mode, t.accumulation_steps, t.learning_rate, t.cache_dtype) == ("encoder", 4, 6e-4, "float16")
     assert t.max_cache_size >= t.accumulation_steps
     assert config.decoding.beam_size is None and config.decoding.language == "en"
 
