@@ -559,7 +559,9 @@ def test_sigkill_at_random_points_never_loses_a_correction(tmp_path):
     """Kill ``ffasr replay`` at ≥ 20 seeded random moments, on one state dir; check the invariant each time."""
     kills = int(os.environ.get("FFASR_KILLS", "20"))
     rng = random.Random(20250101)
-    state, config = tmp_path / "state", write_config(tmp_path / "c.yaml", accumulation_steps=2)
+    # A rate too small to learn the terms: every replay keeps correcting and updating, so that the
+    # kills aimed at an update find one (with the real rate, later replays only accept).
+    state, config = tmp_path / "state", write_config(tmp_path / "c.yaml", accumulation_steps=2, learning_rate="0.0000001")
     args = ["replay", EXAMPLES / "dialogs.jsonl", "--state-dir", state, "--config", config]
     started = time.perf_counter()
     hits: dict[str, int] = {}

@@ -16,8 +16,9 @@ from ..store import Store
 from .common import ConfigFile, Profile, StateDir, console, reports_errors, state_dir
 
 
-def pending_files(state: Path, profile: str) -> tuple[int, int]:
-    files = list((state / "profiles" / profile / "pending").glob("*.safetensors"))
+def profile_files(state: Path, profile: str, folder: str) -> tuple[int, int]:
+    """How many adapter files a profile folder ("pending", "checkpoints") holds, and their bytes."""
+    files = list((state / "profiles" / profile / folder).glob("*.safetensors"))
     return len(files), sum(f.stat().st_size for f in files)
 
 
@@ -33,7 +34,8 @@ def read_stats(state: Path, profile: str, config: Path | None) -> dict:
         data = store.stats(profile)
         data["profiles"] = store.profiles()
         data["terms"]["all"] = [t.term for t in store.terms(profile)]
-    count, nbytes = pending_files(state, profile)
+    count, nbytes = profile_files(state, profile, "pending")
+    data["checkpoints"]["kept"] = profile_files(state, profile, "checkpoints")[0]
     data.update(
         state_dir=str(state),
         pending_cache={"entries": count, "bytes": nbytes, "accumulation_steps": settings.accumulation_steps, "max_cache_size": settings.max_cache_size},
@@ -69,7 +71,8 @@ def stats(
     losses = ", ".join(f"{loss:.3f}" for loss in updates["last_losses"])
     table.add_row("last losses", losses or "-")
     latest = data["checkpoints"]["latest"]
-    table.add_row("checkpoints", f"{data['checkpoints']['count']}" + (f", latest at step {latest['step']}: {latest['path']}" if latest else ""))
+    saved = f"{data['checkpoints']['count']} saved, {data['checkpoints']['kept']} kept on disk"
+    table.add_row("checkpoints", saved + (f"; latest at step {latest['step']}: {latest['path']}" if latest else ""))
     table.add_row("learned terms", ", ".join(data["terms"]["all"]) or "-")
     table.add_row("store", f"{data['db_bytes'] / 1e3:.0f} kB")
     out.print(table)
