@@ -491,8 +491,11 @@ def test_rollback_and_reset_show_in_stats(tmp_path):
 # --------------------------------------------------------------------------- subprocess faults
 
 TRACED = """
-import os, sys, time
+import os, signal, sys, time
 from ffasr_cli import agent, session, state
+
+# Ctrl-C as in a terminal, even when the tests run in the background (which ignores SIGINT)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 marks = open(os.environ["FFASR_TEST_MARKS"], "a", buffering=1)
 
@@ -560,8 +563,9 @@ def test_sigkill_at_random_points_never_loses_a_correction(tmp_path):
     kills = int(os.environ.get("FFASR_KILLS", "20"))
     rng = random.Random(20250101)
     # A rate too small to learn the terms: every replay keeps correcting and updating, so that the
-    # kills aimed at an update find one (with the real rate, later replays only accept).
-    state, config = tmp_path / "state", write_config(tmp_path / "c.yaml", accumulation_steps=2, learning_rate="0.0000001")
+    # kills aimed at an update find one (with the real rate, later replays only accept); and
+    # updates long enough to be hit (the first ones of a replay take 0.3 s with 3 inner steps).
+    state, config = tmp_path / "state", write_config(tmp_path / "c.yaml", accumulation_steps=2, learning_rate="0.0000001", inner_steps=10)
     args = ["replay", EXAMPLES / "dialogs.jsonl", "--state-dir", state, "--config", config]
     started = time.perf_counter()
     hits: dict[str, int] = {}
@@ -596,7 +600,8 @@ def test_sigkill_at_random_points_never_loses_a_correction(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_during_an_update_exits_130_and_keeps_pending(tmp_path):
     state = tmp_path / "state"
-    run = Traced(tmp_path, "replay", EXAMPLES / "dialogs.jsonl", "--state-dir", state, "--config", write_config(tmp_path / "c.yaml", accumulation_steps=2))
+    config = write_config(tmp_path / "c.yaml", accumulation_steps=2, inner_steps=10)  # an update of ~2 s, not 0.3 s
+    run = Traced(tmp_path, "replay", EXAMPLES / "dialogs.jsonl", "--state-dir", state, "--config", config)
     assert run.wait_for("update", timeout=120)
     run.process.send_signal(signal.SIGINT)
     code, _, err = run.finish()
