@@ -722,13 +722,17 @@ def test_soak_hundreds_of_interactions_memory_and_disk_stay_bounded(tmp_path, mo
     finally:
         session.close()
     seconds = time.perf_counter() - started
+    # A leak raises the floor: the lowest RSS of the last quarter against the first. Between them RSS
+    # swings by an update's working set (up to 12 windows' cross-attention keys/values, ~18 MB each),
+    # freed after the update but kept by the allocator until it reuses it.
     quarter = loops // 4
-    growth = np.mean(rss[-quarter:]) - np.mean(rss[:quarter])
-    print(f"\nRELIABILITY soak: {8 * loops} interactions in {seconds:.0f} s; RSS MB first {rss[0]:.0f}, max {max(rss):.0f}, last {rss[-1]:.0f}, "
-          f"last-quarter minus first-quarter mean {growth:+.1f}; cache max {max(cache_sizes)}/{max_cache}, evicted {agent.cache.evicted}; "
+    growth = min(rss[-quarter:]) - min(rss[:quarter])
+    swing = max(rss) - min(rss)
+    print(f"\nRELIABILITY soak: {8 * loops} interactions in {seconds:.0f} s; RSS MB per loop {[round(r) for r in rss]}, "
+          f"floor growth {growth:+.1f}, swing {swing:.0f}; cache max {max(cache_sizes)}/{max_cache}, evicted {agent.cache.evicted}; "
           f"updates {stats['updates']['applied']} applied, {stats['updates']['rolled_back']} rolled back; "
           f"db {db / 1e3:.0f} kB; checkpoints kept {len(session.files.checkpoint_paths())}")  # fmt: skip
-    assert growth < 150
+    assert growth < 50 and swing < 400
     assert db < 10_000_000  # the WAL (~4 MB before SQLite folds it in) included
     assert stats["interactions"]["total"] == 8 * loops
     assert_nothing_lost(state)
