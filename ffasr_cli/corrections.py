@@ -184,8 +184,11 @@ _LETTER = r"[^\W\d_]"
 # Single letters separated by hyphens, dots, commas or spaces: "X-O-C", "X O C", "x. o. c.";
 # or the letters already joined in capitals ("XOCHITL"), as Whisper writes a spelling it knows.
 _SPELLED = re.compile(
-    rf"(?<![\w'’])(?:(?P<letters>(?:{_LETTER}[\s.,\-–]+)+{_LETTER})|(?P<capitals>[^\W\d_a-z]{{{MIN_SPELLED_LETTERS},}}))(?![\w'’])"
+    rf"(?<![\w'’])(?:(?P<letters>(?:{_LETTER}[\s.,\-–]+)+{_LETTER})"
+    rf"|(?P<capitals>[^\W\d_a-z]{{{MIN_SPELLED_LETTERS},}}))(?![\w'’])"
 )
+# A spoken word set off from what follows by punctuation ("Kiva. C-A-O-…").
+_SET_OFF = re.compile(r"[.,;:—–]\s*$")
 # Words between a spoken word and its spelling that belong to neither ("Xochitl, spelled X-O-C").
 _CONNECTOR = re.compile(
     r"(?:[\s,:;\-–—]+|(?<![\w'’])(?:spelled|spelt|spelling|as|like|that's|that’s|that\s+is|"
@@ -243,7 +246,7 @@ def _replace_spoken(before: str, word: str) -> str | None:
     if best_score < SPELLING_MATCH_SIMILARITY:
         # "Kiva. C-A-O-I-M-H-E": a lone word set off before the spelling is the word it spells,
         # however differently a rare name is written from how it sounds
-        if len(tokens) != 1 or not re.search(r"[.,;:—–]\s*$", before):
+        if len(tokens) != 1 or not _SET_OFF.search(before):
             return None
         best_k = 1
     first = tokens[-best_k]
@@ -483,8 +486,9 @@ def learned_terms(hypothesis: str, label: str) -> list[str]:
     A term is a word of the label whose normalized form (``normalize_words``) is not among the
     hypothesis' words. Common function words ("the", "with"), words without letters ("3") and a
     lowercase inflection of a word that was heard ("fixed" for "fix": grammar, not vocabulary;
-    "Memcached" for "Memcache" stays a term) are never terms. Terms keep the label's spelling ("PostgreSQL"), come in the
-    label's order, and appear once each. A label equal to the hypothesis teaches no terms.
+    "Memcached" for "Memcache" stays a term) are never terms. Terms keep the label's spelling
+    ("PostgreSQL"), come in the label's order, and appear once each. A label equal to the
+    hypothesis teaches no terms.
     """
     heard = set(normalize_words(hypothesis))
     terms, seen = [], set()
