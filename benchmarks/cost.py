@@ -500,7 +500,7 @@ def profile_encoder(agent, ids, reps: int, path: Path) -> dict:
     mode, model = agent.mode, agent.model
 
     def engine(target):
-        loss = mode.loss(target)
+        loss = mode.losses([target])[0]
         loss.backward()
         return loss
 

@@ -183,8 +183,21 @@ class ASRAgent:
             targets.append(Target(window, tokens))
         return Example(entry.cache_id, entry.text, label, tuple(targets))
 
-    def _loss(self, example: Example) -> torch.Tensor:
-        return torch.stack([self.mode.loss(target) for target in example.targets]).mean()
+    def _losses(self, examples: list[Example]) -> torch.Tensor:
+        """Each example's loss (the mean over its windows), from one batched pass over the group.
+
+        The group's cross-attention keys/values (and base logits) are kept for the rest of the
+        update: an update passes the same groups again (pending corrections one by one, as they
+        were accumulated; the replayed ones together; the canaries together).
+        """
+        per_target = self.mode.losses([t for e in examples for t in e.targets], reuse=True)
+        owner = torch.tensor([row for row, e in enumerate(examples) for _ in e.targets], device=per_target.device)
+        windows = torch.tensor([len(e.targets) for e in examples], device=per_target.device)
+        return per_target.new_zeros(len(examples)).index_add(0, owner, per_target) / windows
+
+    def _backward(self, examples: list[Example]) -> None:
+        if examples:
+            (self._losses(examples).sum() / self.config.training.accumulation_steps).backward()
 
     def compute_loss_from_cache(self, cache_id: str, ground_truth_text: str) -> torch.Tensor:
         """Loss of ``ground_truth_text`` from the cache (no audio), with ``loss / N`` backpropagated.
@@ -200,7 +213,7 @@ class ASRAgent:
     def _accumulate(self, example: Example) -> None:
         if self.accumulated != len(self.pending):  # gradients were dropped (an interrupted update)
             self._recompute_gradients()
-        loss = self._loss(example)
+        loss = self._losses([example])[0]
         (loss / self.config.training.accumulation_steps).backward()
         example.loss = loss.item()
         self.pending.append(example)
@@ -209,7 +222,7 @@ class ASRAgent:
     def _recompute_gradients(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         for example in self.pending:
-            (self._loss(example) / self.config.training.accumulation_steps).backward()
+            self._backward([example])
         self.accumulated = len(self.pending)
 
     def accept(self, cache_id: str) -> None:
@@ -239,12 +252,12 @@ class ASRAgent:
         snapshot = self._snapshot()
         try:
             canary_before = self._canary_loss()
-            for example in replayed:  # earlier corrections, so that new ones do not push them out
-                (self._loss(example) / t.accumulation_steps).backward()
+            self._backward(replayed)  # earlier corrections, so that new ones do not push them out
             for inner in range(t.inner_steps):
                 if inner > 0:  # the same batch again, from the cache
-                    for example in batch + replayed:
-                        (self._loss(example) / t.accumulation_steps).backward()
+                    for example in batch:
+                        self._backward([example])
+                    self._backward(replayed)
                 torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -278,7 +291,7 @@ class ASRAgent:
     def _canary_loss(self) -> float | None:
         if not self.canaries:
             return None
-        return float(np.mean([self._loss(example).item() for example in self.canaries]))
+        return self._losses(list(self.canaries)).mean().item()
 
     def _snapshot(self) -> tuple[list[torch.Tensor], dict]:
         return [p.detach().clone() for p in self.params], copy.deepcopy(self.optimizer.state_dict())

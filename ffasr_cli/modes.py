@@ -13,6 +13,7 @@ full      the mel                encoder + decoder again: the re-run-the-audio b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +24,8 @@ from .align import matched_label_positions, position_targets
 from .capture import AUDIO_FEATURES, HIDDEN, MEL, WindowCapture
 from .config import TrainingConfig
 from .lora import add_decoder_lora, add_head_adapter, disabled_adapters
+
+IGNORE = -100  # label of a padded position: no loss
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,16 @@ class UpdateMode:
         """Add this mode's adapter to the model; return the parameters to train."""
         raise NotImplementedError
 
-    def loss(self, target: Target) -> torch.Tensor:
-        """Mean cross-entropy of the label tokens (+ KL to the base model where it was right)."""
+    def losses(self, targets: Sequence[Target], reuse: bool = False) -> torch.Tensor:
+        """Per target: mean cross-entropy of its label tokens (+ KL to the base model where it was right).
+
+        With ``reuse``, what this group of targets needs on every pass (and does not depend on
+        the adapter) is kept until ``forget``: the agent passes the same groups again in an update.
+        """
         raise NotImplementedError
 
     def forget(self) -> None:
-        """Drop anything kept to speed up the passes of one update."""
+        """Drop what ``reuse`` kept (after an update: it is only worth keeping for one)."""
 
     def _adapter_parameters(self) -> list[torch.nn.Parameter]:
         self.model.requires_grad_(False)
@@ -60,11 +67,10 @@ class UpdateMode:
         return params
 
 
-def _kl_to_base(logits: torch.Tensor, base_logits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    if not keep.any():
-        return logits.new_zeros(())
-    base = F.log_softmax(base_logits[keep].float(), dim=-1)
-    return F.kl_div(F.log_softmax(logits[keep].float(), dim=-1), base, log_target=True, reduction="batchmean")
+def _kl_to_base(logits: torch.Tensor, base_logits: torch.Tensor) -> torch.Tensor:
+    """KL(base ‖ adapted) at each position."""
+    base = F.log_softmax(base_logits.float(), dim=-1)
+    return F.kl_div(F.log_softmax(logits.float(), dim=-1), base, log_target=True, reduction="none").sum(-1)
 
 
 class LogitsMode(UpdateMode):
@@ -80,18 +86,22 @@ class LogitsMode(UpdateMode):
         self.head = add_head_adapter(self.model, self.config.head_rank, float(self.config.head_rank))
         return self._adapter_parameters()
 
-    def loss(self, target: Target) -> torch.Tensor:
+    def losses(self, targets: Sequence[Target], reuse: bool = False) -> torch.Tensor:
+        return torch.stack([self._loss(target) for target in targets])  # no pass to batch: a product each
+
+    def _loss(self, target: Target) -> torch.Tensor:
         window = target.window
         hypothesis = list(window.tokens) + [self.eot]
         targets = position_targets(hypothesis, list(target.tokens))
         hidden = window.hidden.float()[: len(hypothesis)]
         embedding = self.model.decoder.token_embedding.weight.float()
         logits = self.head.adapt(hidden) @ embedding.T
-        labels = torch.tensor([-100 if t is None else t for t in targets[: len(hidden)]], device=logits.device)
-        loss = F.cross_entropy(logits, labels, ignore_index=-100)
+        labels = torch.tensor([IGNORE if t is None else t for t in targets[: len(hidden)]], device=logits.device)
+        loss = F.cross_entropy(logits, labels, ignore_index=IGNORE)
         if self.config.kl_weight > 0:  # the base distribution is the cached state itself: free
             uncorrected = labels == torch.tensor(hypothesis[: len(hidden)], device=labels.device)
-            loss = loss + self.config.kl_weight * _kl_to_base(logits, hidden @ embedding.T, uncorrected)
+            kl = _kl_to_base(logits, hidden @ embedding.T)
+            loss = loss + self.config.kl_weight * (kl * uncorrected).sum() / uncorrected.sum().clamp(min=1)
         return loss
 
 
@@ -104,70 +114,92 @@ class EncoderMode(UpdateMode):
         c = self.config
         add_decoder_lora(self.model, c.lora_targets, c.lora_rank, c.lora_alpha)
         self.cross_kv_frozen = not {"cross_attn.key", "cross_attn.value"} & set(c.lora_targets)
-        self.cross_kv_memo: dict[int, tuple[WindowCapture, dict]] = {}
-        self.base_logits_memo: dict[tuple, tuple[WindowCapture, torch.Tensor]] = {}
+        self.kept: dict[tuple, tuple[Sequence[Target], dict]] = {}
         return self._adapter_parameters()
 
-    def audio_features(self, window: WindowCapture) -> torch.Tensor:
-        features = window.audio_features.unsqueeze(0)
+    def audio_features(self, targets: Sequence[Target]) -> torch.Tensor:
+        features = torch.stack([t.window.audio_features for t in targets])
         return features.float() if features.device.type == "cpu" else features  # no fp16 matmuls on CPU
 
-    def cross_kv(self, window: WindowCapture, features: torch.Tensor) -> dict | None:
-        """Cross-attention keys/values of a cached window, when no adapter touches them.
-
-        They are then a fixed function of the cache entry: projected once per window and reused
-        by every later pass (inner steps, replay, canaries) until ``forget``, instead of projecting
-        1500 audio frames again each time (a quarter of a pass, measured in benchmarks/cost.py).
-        """
-        if not self.cross_kv_frozen:
-            return None
-        if id(window) not in self.cross_kv_memo:
-            with torch.no_grad():
-                kv = {m: m(features) for block in self.model.decoder.blocks for m in (block.cross_attn.key, block.cross_attn.value)}
-            self.cross_kv_memo[id(window)] = (window, kv)  # the window is kept so its id stays unique
-        return self.cross_kv_memo[id(window)][1]
+    def keep(self, targets: Sequence[Target], what: str, compute) -> torch.Tensor | dict:
+        """``compute()``, or what it gave for this same group of targets earlier in the update."""
+        key = tuple((id(t.window), t.tokens) for t in targets)
+        if key not in self.kept:
+            self.kept[key] = (targets, {})  # the targets are kept so that their windows' ids stay unique
+        kept = self.kept[key][1]
+        if what not in kept:
+            kept[what] = compute()
+        return kept[what]
 
     def forget(self) -> None:
-        """Drop the reused keys/values and base logits (after an update: they are only worth keeping for one)."""
-        self.cross_kv_memo.clear()
-        self.base_logits_memo.clear()
-
-    def base_logits(self, target: Target, inputs: torch.Tensor, features: torch.Tensor, cross_kv: dict | None) -> torch.Tensor:
-        """The base model's logits on a label, for the KL term: fixed, so computed once per update."""
-        key = (id(target.window), target.tokens)
-        if key not in self.base_logits_memo:
-            self.base_logits_memo[key] = (target.window, self._base_logits_now(inputs, features, cross_kv))
-        return self.base_logits_memo[key][1]
+        self.kept.clear()
 
     @torch.no_grad()
-    def _base_logits_now(self, inputs: torch.Tensor, features: torch.Tensor, cross_kv: dict | None) -> torch.Tensor:
-        with disabled_adapters(self.model):
-            return self.decoder_logits(inputs, features, cross_kv)[0]
+    def cross_kv(self, features: torch.Tensor) -> dict:
+        """Cross-attention keys/values of the audio frames, when no adapter touches them.
 
-    def decoder_logits(self, inputs: torch.Tensor, features: torch.Tensor, cross_kv: dict | None) -> torch.Tensor:
-        # whisper's TextDecoder.forward, except that it takes its position offset from the
-        # kv-cache, which here holds only the (full-length) cross-attention keys/values.
+        They are then a fixed function of the cache entries: with ``reuse`` they are projected
+        once per update and group instead of projecting 1500 audio frames again each pass (a
+        quarter of a pass, measured in benchmarks/cost.py).
+        """
+        return {m: m(features) for block in self.model.decoder.blocks for m in (block.cross_attn.key, block.cross_attn.value)}
+
+    @torch.no_grad()
+    def base_logits(self, inputs: torch.Tensor, features: torch.Tensor, cross_kv: dict | None, known: torch.Tensor) -> torch.Tensor:
+        """The base model's logits at the label positions, for the KL term."""
+        with disabled_adapters(self.model):
+            return self.label_logits(inputs, features, cross_kv, known)
+
+    def label_logits(self, inputs: torch.Tensor, features: torch.Tensor, cross_kv: dict | None, known: torch.Tensor) -> torch.Tensor:
+        """Logits at the positions that predict a label token (``known``), as one (positions, vocab) matrix.
+
+        whisper's TextDecoder.forward, except that it takes its position offset from the
+        kv-cache, which here holds only the (full-length) cross-attention keys/values; and the
+        vocabulary projection, the largest product of a pass, is left out at padding.
+        """
         decoder = self.model.decoder
         x = decoder.token_embedding(inputs) + decoder.positional_embedding[: inputs.shape[-1]]
         x = x.to(features.dtype)
         for block in decoder.blocks:
             x = block(x, features, mask=decoder.mask, kv_cache=cross_kv)
-        x = decoder.ln(x)
+        x = decoder.ln(x)[:, len(self.sot_sequence) - 1 :][known]  # from the first position that predicts a label token
         return (x @ decoder.token_embedding.weight.to(x.dtype).T).float()
 
-    def loss(self, target: Target) -> torch.Tensor:
-        features = self.audio_features(target.window)
-        cross_kv = self.cross_kv(target.window, features)
-        labels = torch.tensor(target.tokens, device=features.device)
-        inputs = torch.tensor([*self.sot_sequence, *target.tokens[:-1]], device=features.device).unsqueeze(0)
-        start = len(self.sot_sequence) - 1  # the first position that predicts a label token
-        logits = self.decoder_logits(inputs, features, cross_kv)[0, start:]
-        loss = F.cross_entropy(logits, labels)
+    def teacher_forcing(self, targets: Sequence[Target], device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder inputs (start-of-transcript, then the label) and labels, right-padded to one length.
+
+        The decoder is causal, so padding after a row's end changes nothing before it; padded
+        label positions are ignored.
+        """
+        length = max(len(t.tokens) for t in targets)
+        inputs = torch.full((len(targets), len(self.sot_sequence) - 1 + length), self.eot, dtype=torch.long)
+        labels = torch.full((len(targets), length), IGNORE, dtype=torch.long)
+        for row, t in enumerate(targets):
+            inputs[row, : len(self.sot_sequence) + len(t.tokens) - 1] = torch.tensor([*self.sot_sequence, *t.tokens[:-1]])
+            labels[row, : len(t.tokens)] = torch.tensor(t.tokens)
+        return inputs.to(device), labels.to(device)
+
+    def losses(self, targets: Sequence[Target], reuse: bool = False) -> torch.Tensor:
+        def keep(what, compute):
+            return self.keep(targets, what, compute) if reuse else compute()
+
+        features = self.audio_features(targets)
+        cross_kv = keep("cross_kv", lambda: self.cross_kv(features)) if self.cross_kv_frozen else None
+        inputs, labels = self.teacher_forcing(targets, features.device)
+        known = labels != IGNORE
+        row = known.nonzero()[:, 0]  # the target of each label position
+
+        def per_target(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+            totals = values.new_zeros(len(targets)).index_add(0, row, values * weights)
+            return totals / weights.new_zeros(len(targets)).index_add(0, row, weights).clamp(min=1)
+
+        logits = self.label_logits(inputs, features, cross_kv, known)
+        ones = torch.ones(len(row), device=logits.device)
+        loss = per_target(F.cross_entropy(logits, labels[known], reduction="none"), ones)
         if self.config.kl_weight > 0:
-            base_logits = self.base_logits(target, inputs, features, cross_kv)[start:]
-            hypothesis = list(target.window.tokens) + [self.eot]
-            uncorrected = torch.tensor(matched_label_positions(hypothesis, list(target.tokens)), device=labels.device)
-            loss = loss + self.config.kl_weight * _kl_to_base(logits, base_logits, uncorrected)
+            base_logits = keep("base_logits", lambda: self.base_logits(inputs, features, cross_kv, known))
+            uncorrected = [m for t in targets for m in matched_label_positions(list(t.window.tokens) + [self.eot], list(t.tokens))]
+            loss = loss + self.config.kl_weight * per_target(_kl_to_base(logits, base_logits), torch.tensor(uncorrected, device=logits.device, dtype=logits.dtype))
         return loss
 
 
@@ -183,15 +215,12 @@ class FullMode(EncoderMode):
             params += list(self.model.encoder.parameters())
         return params
 
-    def audio_features(self, window: WindowCapture) -> torch.Tensor:
-        mel = window.mel.unsqueeze(0)
+    def audio_features(self, targets: Sequence[Target]) -> torch.Tensor:
+        mel = torch.stack([t.window.mel for t in targets])
         return self.model.encoder(mel.float() if mel.device.type == "cpu" else mel)
 
-    def cross_kv(self, window: WindowCapture, features: torch.Tensor) -> None:
-        return None  # the baseline recomputes everything from the audio, every time
-
-    def base_logits(self, target: Target, inputs: torch.Tensor, features: torch.Tensor, cross_kv: dict | None) -> torch.Tensor:
-        return self._base_logits_now(inputs, features, cross_kv)  # an unfrozen encoder changes them every step
+    def keep(self, targets: Sequence[Target], what: str, compute) -> torch.Tensor | dict:
+        return compute()  # the baseline recomputes everything from the audio, every pass
 
 
 MODES: dict[str, type[UpdateMode]] = {m.name: m for m in (LogitsMode, EncoderMode, FullMode)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -132,6 +133,22 @@ def test_encoder_mode_gradients_equal_full_mode_with_frozen_encoder(captures, lo
     for name, p in enc_params.items():
         torch.testing.assert_close(p, full_params[name], rtol=1e-4, atol=1e-6, msg=name)
     compare(expect_a_zero=False)  # after one update every LoRA gradient is live, and still equal
+
+
+@pytest.mark.parametrize("mode", ["logits", "encoder", "full"])
+def test_a_batched_pass_gives_each_target_its_own_loss(captures, mode):
+    # Labels of different lengths are right-padded into one pass; the decoder is causal, so a
+    # row's loss (and KL) must not see the padding nor the other rows.
+    agent = ASRAgent(mode=mode, accumulation_steps=1, kl_weight=0.5, cache_dtype="float32", learning_rate=1e-3)
+    names = ["kubernetes_deploy", "weather", "kubernetes_cluster"]
+    examples = [agent.example(agent.cache.add(captures.windows(mode, n, "float32")), TEXTS[n]) for n in names]
+    agent.compute_loss_from_cache(examples[0].cache_id, TEXTS[names[0]])
+    assert agent.step_if_ready()  # LoRA B is no longer zero: the adapter takes part
+    targets = [e.targets[0] for e in examples[1:]] + [replace(examples[1].targets[0], tokens=(agent.tokenizer.eot,))]
+    batched = agent.mode.losses(targets)
+    alone = torch.stack([agent.mode.losses([t])[0] for t in targets])
+    assert len({len(t.tokens) for t in targets}) == len(targets)
+    torch.testing.assert_close(batched, alone, rtol=1e-4, atol=1e-5)
 
 
 # --- each mode learns its correction ------------------------------------------------------------

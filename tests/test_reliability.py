@@ -722,12 +722,13 @@ def test_soak_hundreds_of_interactions_memory_and_disk_stay_bounded(tmp_path, mo
     finally:
         session.close()
     seconds = time.perf_counter() - started
-    # A leak raises the floor: the lowest RSS of the last quarter against the first. Between them RSS
-    # swings by an update's working set (up to 12 windows' cross-attention keys/values, ~18 MB each),
-    # freed after the update but kept by the allocator until it reuses it.
+    # A leak raises the floor: the lowest RSS of the last quarter against the second (in the first,
+    # the replay buffer is still filling, and with it the replayed group of an update). Between
+    # them RSS swings by an update's working set (up to 12 windows' cross-attention keys/values,
+    # ~18 MB each), freed after the update but kept by the allocator until it reuses it.
     quarter = loops // 4
-    growth = min(rss[-quarter:]) - min(rss[:quarter])
-    swing = max(rss) - min(rss)
+    growth = min(rss[-quarter:]) - min(rss[quarter : 2 * quarter])
+    swing = max(rss[quarter:]) - min(rss[quarter:])
     print(f"\nRELIABILITY soak: {8 * loops} interactions in {seconds:.0f} s; RSS MB per loop {[round(r) for r in rss]}, "
           f"floor growth {growth:+.1f}, swing {swing:.0f}; cache max {max(cache_sizes)}/{max_cache}, evicted {agent.cache.evicted}; "
           f"updates {stats['updates']['applied']} applied, {stats['updates']['rolled_back']} rolled back; "
