@@ -278,11 +278,16 @@ class Store:
 
     # -- profiles and sessions ---------------------------------------------------------------
 
-    def ensure_profile(self, name: str, model: str, mode: str) -> Profile:
-        """Create the profile if new; return the stored row (an existing one is left unchanged)."""
+    def ensure_profile(self, name: str, model: str = "", mode: str = "") -> Profile:
+        """Create the profile if new; return the stored row.
+
+        An existing profile keeps its model and mode, unless they are not known yet (blank: a
+        profile that ``vocab add`` created before any session); the first session fills them in.
+        """
         with self._write() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO profiles(name, model, mode, created_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO profiles(name, model, mode, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET model = excluded.model, mode = excluded.mode WHERE profiles.model = ''",
                 (name, model, mode, time.time()),
             )
             row = conn.execute("SELECT * FROM profiles WHERE name = ?", (name,)).fetchone()

@@ -50,7 +50,11 @@ def test_profiles_and_sessions(store):
     again = store.ensure_profile("me", "base.en", "full")  # an existing profile is not overwritten
     assert (again.name, again.model, again.mode) == ("me", "tiny.en", "lora")
     store.ensure_profile("alt", "base", "lora")
-    assert store.profiles() == ["alt", "me"]
+    store.ensure_profile("early")  # `vocab add` before any session: model and mode not known yet
+    assert store.profile("early").model == ""
+    filled = store.ensure_profile("early", "tiny.en", "encoder")  # the first session fills them in
+    assert (filled.model, filled.mode) == ("tiny.en", "encoder")
+    assert store.profiles() == ["alt", "early", "me"]
     assert store.profile("nobody") is None
     session = store.start_session("me", "listen")
     store.end_session(session)

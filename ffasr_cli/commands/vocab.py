@@ -33,8 +33,7 @@ def list_terms(state: StateDir = None, profile: Profile = "default") -> None:
 def add(terms: Terms, state: StateDir = None, profile: Profile = "default") -> None:
     """Add terms you want recognised (before ever correcting them)."""
     with Store.open(state_dir(state)) as store:
-        if store.profile(profile) is None:
-            store.ensure_profile(profile, "", "")
+        store.ensure_profile(profile)  # model and mode unknown until its first session
         store.add_terms(profile, terms, source="user")
     typer.echo(f"added: {', '.join(terms)}")
 
