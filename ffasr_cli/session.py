@@ -97,15 +97,25 @@ class Session:
         return Heard(text, cache_id, name or (str(audio) if isinstance(audio, (str, Path)) else "<array>"), time.perf_counter() - started)
 
     def hear_correction(self, audio, heard: Heard) -> str:
+        """The label a spoken correction gives; CorrectionRejected (saying what was heard) when it gives none."""
         from .corrections import parse_spoken_correction
 
         spoken = self.agent.transcribe_correction(audio, heard.text)
-        return parse_spoken_correction(spoken, heard.text).label
+        try:
+            return parse_spoken_correction(spoken, heard.text).label
+        except CorrectionRejected as error:
+            raise CorrectionRejected(f"{error} (heard {spoken!r})") from None
 
-    def teach(self, heard: Heard, label: str | None, source: str) -> Taught:
-        """Learn ``label`` for what was heard; ``None`` (or the same text) means it was right."""
+    def teach(self, heard: Heard, label: str | None, source: str, refused: str | None = None) -> Taught:
+        """Learn ``label`` for what was heard; ``None`` (or the same text) means it was right.
+
+        ``refused`` is why a correction was refused before it got here (a spoken one with nothing
+        in it): the interaction is recorded as rejected, nothing is learned.
+        """
         if heard.cache_id is None:
             return Taught(heard.text, source, None, "nothing was heard", len(self.agent.pending), None, ())
+        if refused is not None:
+            return self._reject(heard, label or "", source, refused)
         if label is None or label.strip() == heard.text.strip():
             return self._accept(heard)
         if not self.learn_weights:
@@ -116,8 +126,7 @@ class Session:
         try:
             loss = self.agent.compute_loss_from_cache(heard.cache_id, label)
         except CorrectionRejected as error:
-            self._record(heard, label, source, "rejected", reason=str(error))
-            return Taught(label, source, None, str(error), len(self.agent.pending), None, ())
+            return self._reject(heard, label, source, str(error))
         entry = self.agent.pending[-1]
         self.files.spill(self.agent.cache.get(heard.cache_id), entry.label, self.cache_identity)
         self._record(heard, entry.label, source, "pending", loss=float(loss), update_ms=1000 * (time.perf_counter() - started))
@@ -140,6 +149,10 @@ class Session:
         self.agent.accept(heard.cache_id)
         self._record(heard, heard.text, "accepted", "accepted")
         return Taught(heard.text, "accepted", None, None, len(self.agent.pending), None, ())
+
+    def _reject(self, heard: Heard, label: str, source: str, reason: str) -> Taught:
+        self._record(heard, label, source, "rejected", reason=reason)
+        return Taught(label, source, None, reason, len(self.agent.pending), None, ())
 
     def _record(self, heard: Heard, label: str, source: str, status: str, **extra) -> None:
         self.store.add_interaction(

@@ -79,3 +79,27 @@ def test_glossary_prompts_a_term_until_an_update_applies_it(tmp_path):
         assert session.agent.glossary == ["Xochitl"]  # user terms stay; applied ones leave
     finally:
         session.close()
+
+
+def test_a_spoken_correction_with_nothing_in_it_is_recorded_as_rejected(tmp_path):
+    import json
+
+    import numpy as np
+    import soundfile
+
+    from ffasr_cli.commands.replay import run_replay
+    from ffasr_cli.dialogs import read_dialogs
+
+    soundfile.write(tmp_path / "quiet.wav", np.zeros(16_000, np.float32), 16_000)  # the user said nothing
+    dialogs = tmp_path / "dialogs.jsonl"
+    dialogs.write_text(json.dumps({"audio": str(clip("kubernetes_deploy")), "correction_audio": str(tmp_path / "quiet.wav")}) + "\n")
+    session = open_session(tmp_path / "state")
+    try:
+        report = run_replay(session, list(read_dialogs(dialogs)), [], source=dialogs)
+    finally:
+        session.close()
+    assert report["summary"]["skipped"] == 0 and report["summary"]["rejected"] == 1
+    assert "empty" in report["dialogs"][0]["rejected"] and "heard ''" in report["dialogs"][0]["rejected"]
+    with Store.open(tmp_path / "state", readonly=True) as store:
+        (row,) = store.interactions("default")
+    assert (row.status, row.source, row.hypothesis) == ("rejected", "spoken", report["dialogs"][0]["hypothesis"])

@@ -281,6 +281,7 @@ class _Loop:
                 self.say(f"refused: {error}", "yellow")
                 if self.interactive:
                     continue  # ask again
+                self.session.teach(heard, None, "spoken" if reply == SPEAK else "typed", refused=str(error))  # kept in the history
                 return
             except FfasrError as error:  # a spoken correction with nothing in it, say
                 self.say(f"ffasr: warning: {error}", "yellow")

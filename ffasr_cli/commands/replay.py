@@ -42,17 +42,23 @@ def evaluate_file(agent, path: Path, progress: Progress | None = None) -> dict:
     return {"rows": results, "metrics": scores.as_dict()}
 
 
-def _label(session, dialog: Dialog, heard) -> tuple[str | None, str]:
+def _teach(session, dialog: Dialog, heard):
+    """Turn the dialog's correction into a label and teach it; a refused one is recorded as rejected."""
     from ..corrections import typed_correction
 
     if dialog.correction is not None:
         try:
-            return typed_correction(dialog.correction, heard.text).label, "typed"
+            label = typed_correction(dialog.correction, heard.text).label
         except CorrectionRejected:  # e.g. empty: teach refuses it too, and records why
-            return dialog.correction, "typed"
+            label = dialog.correction
+        return session.teach(heard, label, "typed")
     if dialog.correction_audio is not None:
-        return session.hear_correction(dialog.correction_audio, heard), "spoken"
-    return None, "accepted"
+        try:
+            label = session.hear_correction(dialog.correction_audio, heard)
+        except CorrectionRejected as error:  # "No." and nothing else
+            return session.teach(heard, None, "spoken", refused=str(error))
+        return session.teach(heard, label, "spoken")
+    return session.teach(heard, None, "accepted")
 
 
 @reports_errors
@@ -122,8 +128,7 @@ def run_replay(session, rows: list[Dialog], eval_files: list[Path], *, flush: bo
 def _replay_one(session, dialog, report, eval_files, curve, progress, dialogs, strict) -> dict:
     try:
         heard = session.hear(dialog.audio)
-        label, source = _label(session, dialog, heard)
-        taught = session.teach(heard, label, source)
+        taught = _teach(session, dialog, heard)
     except StateError:  # the state dir failed (a full disk): not this clip's fault, stop
         raise
     except FfasrError as error:  # a bad clip: skip it like a bad row
