@@ -195,9 +195,13 @@ class ASRAgent:
         windows = torch.tensor([len(e.targets) for e in examples], device=per_target.device)
         return per_target.new_zeros(len(examples)).index_add(0, owner, per_target) / windows
 
-    def _backward(self, examples: list[Example]) -> None:
-        if examples:
-            (self._losses(examples).sum() / self.config.training.accumulation_steps).backward()
+    def _backward(self, examples: list[Example]) -> list[float]:
+        """Backpropagate the group's losses / N (N = ``accumulation_steps``); return each example's loss."""
+        if not examples:
+            return []
+        losses = self._losses(examples)
+        (losses.sum() / self.config.training.accumulation_steps).backward()
+        return losses.tolist()
 
     def compute_loss_from_cache(self, cache_id: str, ground_truth_text: str) -> torch.Tensor:
         """Loss of ``ground_truth_text`` from the cache (no audio), with ``loss / N`` backpropagated.
@@ -213,9 +217,7 @@ class ASRAgent:
     def _accumulate(self, example: Example) -> None:
         if self.accumulated != len(self.pending):  # gradients were dropped (an interrupted update)
             self._recompute_gradients()
-        loss = self._losses([example])[0]
-        (loss / self.config.training.accumulation_steps).backward()
-        example.loss = loss.item()
+        (example.loss,) = self._backward([example])
         self.pending.append(example)
         self.accumulated += 1
 

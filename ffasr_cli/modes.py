@@ -179,6 +179,10 @@ class EncoderMode(UpdateMode):
             labels[row, : len(t.tokens)] = torch.tensor(t.tokens)
         return inputs.to(device), labels.to(device)
 
+    def uncorrected(self, targets: Sequence[Target]) -> torch.Tensor:
+        """For each label position of the group, in order: 1 where the hypothesis already had that token."""
+        return torch.tensor([m for t in targets for m in matched_label_positions([*t.window.tokens, self.eot], list(t.tokens))], dtype=torch.float)
+
     def losses(self, targets: Sequence[Target], reuse: bool = False) -> torch.Tensor:
         def keep(what, compute):
             return self.keep(targets, what, compute) if reuse else compute()
@@ -198,8 +202,8 @@ class EncoderMode(UpdateMode):
         loss = per_target(F.cross_entropy(logits, labels[known], reduction="none"), ones)
         if self.config.kl_weight > 0:
             base_logits = keep("base_logits", lambda: self.base_logits(inputs, features, cross_kv, known))
-            uncorrected = [m for t in targets for m in matched_label_positions(list(t.window.tokens) + [self.eot], list(t.tokens))]
-            loss = loss + self.config.kl_weight * per_target(_kl_to_base(logits, base_logits), torch.tensor(uncorrected, device=logits.device, dtype=logits.dtype))
+            uncorrected = keep("uncorrected", lambda: self.uncorrected(targets).to(logits.device, logits.dtype))
+            loss = loss + self.config.kl_weight * per_target(_kl_to_base(logits, base_logits), uncorrected)
         return loss
 
 
