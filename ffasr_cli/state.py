@@ -129,7 +129,7 @@ class ProfileFiles:
         from .capture import WindowCapture
 
         found = []
-        for path in sorted(self.pending_dir.glob("*.safetensors"), key=lambda p: p.stat().st_mtime):
+        for path in sorted(self.pending_paths(), key=lambda p: p.stat().st_mtime):
             try:
                 data = path.read_bytes()
                 meta = _metadata(data)
@@ -148,6 +148,9 @@ class ProfileFiles:
                 continue
             found.append((CacheEntry(path.stem, windows), meta["label"]))
         return found
+
+    def pending_paths(self) -> list[Path]:
+        return list(self.pending_dir.glob("*.safetensors"))
 
     def remove_temp_files(self) -> int:
         """Delete half-written files a killed process left (call with the state dir locked)."""

@@ -12,14 +12,9 @@ from rich.table import Table
 
 from ..config import load_config
 from ..errors import StateError
+from ..state import ProfileFiles
 from ..store import Store
 from .common import ConfigFile, Profile, StateDir, console, reports_errors, state_dir
-
-
-def profile_files(state: Path, profile: str, folder: str) -> tuple[int, int]:
-    """How many adapter files a profile folder ("pending", "checkpoints") holds, and their bytes."""
-    files = list((state / "profiles" / profile / folder).glob("*.safetensors"))
-    return len(files), sum(f.stat().st_size for f in files)
 
 
 def read_stats(state: Path, profile: str, config: Path | None) -> dict:
@@ -34,8 +29,10 @@ def read_stats(state: Path, profile: str, config: Path | None) -> dict:
         data = store.stats(profile)
         data["profiles"] = store.profiles()
         data["terms"]["all"] = [t.term for t in store.terms(profile)]
-    count, nbytes = profile_files(state, profile, "pending")
-    data["checkpoints"]["kept"] = profile_files(state, profile, "checkpoints")[0]
+    files = ProfileFiles(state, profile)
+    pending = files.pending_paths()
+    count, nbytes = len(pending), sum(f.stat().st_size for f in pending)
+    data["checkpoints"]["kept"] = len(files.checkpoint_paths())
     data.update(
         state_dir=str(state),
         pending_cache={"entries": count, "bytes": nbytes, "accumulation_steps": settings.accumulation_steps, "max_cache_size": settings.max_cache_size},
