@@ -79,6 +79,8 @@ def test_vocab_add_list_remove(tmp_path):
     assert runner.invoke(app, ["vocab", "add", "Kubernetes", "Siobhan", "--state-dir", state]).exit_code == 0
     listed = runner.invoke(app, ["vocab", "list", "--state-dir", state]).stdout
     assert "Kubernetes" in listed and "Siobhan" in listed
+    stats = runner.invoke(app, ["stats", "--state-dir", state]).stdout  # a profile no session has used yet
+    assert "(no session yet)" in stats and "Kubernetes" in stats
     assert runner.invoke(app, ["vocab", "remove", "siobhan", "--state-dir", state]).exit_code == 0
     assert "Siobhan" not in runner.invoke(app, ["vocab", "list", "--state-dir", state]).stdout
     missing = runner.invoke(app, ["vocab", "remove", "Nobody", "--state-dir", state])

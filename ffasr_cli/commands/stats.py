@@ -57,7 +57,8 @@ def stats(
         out.print(f"profile {profile!r}: nothing learned yet in {data['state_dir']}", highlight=False)
         return
     pending, updates, interactions = data["pending_cache"], data["updates"], data["interactions"]
-    table = Table(title=f"ffasr — profile {profile} ({data['model']}, {data['mode']} mode)", show_header=False)
+    model = f"{data['model']}, {data['mode']} mode" if data["model"] else "no session yet"  # `vocab add` came first
+    table = Table(title=f"ffasr — profile {profile} ({model})", show_header=False)
     table.add_column(style="bold")
     table.add_column()
     table.add_row("state dir", data["state_dir"])
