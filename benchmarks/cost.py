@@ -10,7 +10,8 @@ Measures, on the same interactions (tests/data/kubernetes_*.wav, labels that fix
   ``full`` mode (the re-run-the-audio baseline); the step (``step_if_ready`` + saving the adapter)
   on its own, and amortized over the N corrections it consumes;
 * capture overhead: ``agent.infer`` (decoding + caching) vs whisper's own ``whisper.decode`` of the
-  same audio on a plain model; decoding with a 24-term glossary prompt vs without;
+  same audio on a plain model; decoding with a 24-term glossary prompt vs without; the term guard
+  (after an update: a second decoder pass without the adapter) vs without it;
 * memory: the peak RSS of one update, in a separate process per mode (``--child-memory MODE``);
 * cache bytes per interaction and for a full cache, and what raw [T, V] fp32 logits would cost;
 * latency from "correction given" to "ready for the next utterance" (no step), real-time factor;
@@ -60,6 +61,7 @@ TARGETS = {  # name: (limit, unit, "<=" or "<")
     "update_ratio.logits": (0.02, "x full", "<="),
     "capture_overhead": (1.05, "x whisper", "<="),
     "glossary_overhead": (1.15, "x no prompt", "<="),
+    "guard_overhead": (1.5, "x unguarded", "<="),  # one more decoder pass, no encoder pass
     "latency": (0.3, "s", "<="),
     "step": (2.0, "s", "<="),
     "logits_cache_bytes": (64 * 1024, "B", "<="),
@@ -293,7 +295,7 @@ def reset_pending(agent) -> None:
 
 
 def decoding(agents, plain, samples, rounds: int) -> dict:
-    """Capture overhead (agent.infer vs whisper.decode) and glossary-prompt overhead, interleaved."""
+    """Capture overhead (agent.infer vs whisper.decode), glossary-prompt and term-guard overheads, interleaved."""
     import torch
     import whisper
     from whisper.decoding import DecodingOptions
@@ -312,11 +314,21 @@ def decoding(agents, plain, samples, rounds: int) -> dict:
         finally:
             enc.glossary = []
 
+    def guarded(x):
+        # as after an update: the guard decodes once more without the adapter (what the adapter
+        # learned does not change the cost)
+        enc.steps = 1
+        try:
+            return enc.infer(x, cache_logits=False)
+        finally:
+            enc.steps = 0
+
     variants = {"whisper": whisper_decode}
     for mode, agent in agents.items():
         variants[f"infer.{mode}"] = lambda x, a=agent: a.infer(x)[0]
     variants["infer.encoder.nocache"] = lambda x: enc.infer(x, cache_logits=False)
     variants["infer.encoder.glossary"] = with_glossary
+    variants["infer.encoder.guarded"] = guarded
 
     variants["whisper"](samples[0])  # warm-up (first-call costs are per process, not per variant)
     variants["infer.encoder"](samples[0])
@@ -341,6 +353,8 @@ def decoding(agents, plain, samples, rounds: int) -> dict:
     out["cpu_ratio_to_whisper"] = {k: paired(k, "whisper", 1) for k in variants if k != "whisper"}
     out["glossary_ratio"] = paired("infer.encoder.glossary", "infer.encoder.nocache", 0)
     out["glossary_cpu_ratio"] = paired("infer.encoder.glossary", "infer.encoder.nocache", 1)
+    out["guard_ratio"] = paired("infer.encoder.guarded", "infer.encoder.nocache", 0)
+    out["guard_cpu_ratio"] = paired("infer.encoder.guarded", "infer.encoder.nocache", 1)
     out["same_text_as_whisper"] = all(
         texts[(f"infer.{m}", c)] == texts[("whisper", c)] for m in agents for c in range(len(samples))
     )
@@ -638,6 +652,8 @@ def checks(result: dict) -> list[dict]:
         for mode in MODES:
             add(f"[{model}] capture overhead, {mode} infer / whisper.decode", d["ratio_to_whisper"][f"infer.{mode}"], "capture_overhead")
         add(f"[{model}] glossary (24 terms) / no prompt", d["glossary_ratio"], "glossary_overhead")
+        add(f"[{model}] term guard (after an update) / unguarded", d["guard_ratio"], "guard_overhead",
+            note=f"cpu-time ratio {d['guard_cpu_ratio']:.3f}")
         for mode in MODES:
             spill = s.get(mode, {}).get("spill_seconds")
             add(f"[{model}] latency, {mode} (no step)", u["seconds"][mode], "latency",

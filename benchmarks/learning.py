@@ -1,7 +1,7 @@
 """Does it learn? Every mode, with and without the glossary, against the baselines, on one data set.
 
-    python benchmarks/learning.py                 # all rows on dev; the main rows on dev2 and held-out (~45 min on 2 cores)
-    python benchmarks/learning.py --rows encoder,prompt --slices dev --quick
+    python benchmarks/learning.py                 # all rows on dev; the main rows on the other slices (~50 min on 2 cores)
+    python benchmarks/learning.py --rows dev=encoder,prompt --slices dev --quick
 
 Each row replays the training dialogs into a fresh state dir through the same code as
 ``ffasr replay`` (``run_replay``: predict → score → learn), then scores the eval sets:
@@ -44,7 +44,18 @@ ROWS = {
     "encoder no-replay": ({"mode": "encoder", "replay_per_step": 0}, True, False),
     "encoder no-canary": ({"mode": "encoder", "canary_size": 0}, True, False),
     "encoder no-rejection": ({"mode": "encoder", "min_similarity": 0.0}, True, False),
+    "encoder no-guard": ({"mode": "encoder", "term_guard": False}, True, False),
+    "encoder guard w/o confidence": ({"mode": "encoder", "term_min_logprob": float("-inf")}, True, False),
     "seed: lr 1e-5 x1 step": ({"mode": "encoder", "learning_rate": 1e-5, "inner_steps": 1}, True, False),
+}
+
+
+MAIN_ROWS = "plain,prompt,holler,logits,encoder,encoder+glossary,encoder no-guard"
+SLICE_ROWS = {  # rows run on each slice by default
+    "dev": ",".join(ROWS),
+    "dev2": MAIN_ROWS + ",encoder +self-attn,encoder guard w/o confidence",
+    "dev3": MAIN_ROWS + ",encoder guard w/o confidence",
+    "heldout": MAIN_ROWS,  # never used for tuning
 }
 
 
@@ -203,12 +214,9 @@ def plot_curve(results: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data")
-    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated row names (dev slice)")
-    parser.add_argument("--dev2-rows", default="plain,prompt,holler,logits,encoder,encoder+glossary,encoder +self-attn",
-                        help="rows run on the second dev slice")
-    parser.add_argument("--heldout-rows", default="plain,prompt,holler,logits,encoder,encoder+glossary",
-                        help="rows run on the held-out terms (never used for tuning)")
-    parser.add_argument("--slices", default="dev,dev2,heldout")
+    parser.add_argument("--rows", action="append", default=[], metavar="SLICE=ROWS",
+                        help="comma-separated rows to run on one slice (repeatable); default: " + "; ".join(f"{k}={v}" for k, v in SLICE_ROWS.items()))
+    parser.add_argument("--slices", default=",".join(SLICE_ROWS), help="slices to run (held-out is never used for tuning)")
     parser.add_argument("--quick", action="store_true", help="skip the espeak and human-speech sets")
     parser.add_argument("--curve", default="encoder", help="row whose learning curve is recorded (dev; a job of its own)")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2)))
@@ -216,10 +224,10 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.data / "train_dev.jsonl").exists():
         sys.exit(f"no data in {args.data}: run python scripts/make_speech.py (and scripts/asterisk_set.py) first")
-    rows = {"dev": args.rows, "dev2": args.dev2_rows, "heldout": args.heldout_rows}
+    rows = dict(SLICE_ROWS, **dict(r.split("=", 1) for r in args.rows))
     jobs = []
     for slice_name in args.slices.split(","):
-        names = [n.strip() for n in rows[slice_name].split(",") if n.strip()]
+        names = [n.strip() for n in rows.get(slice_name, "").split(",") if n.strip()]
         unknown = [n for n in names if n not in ROWS]
         if unknown:
             sys.exit(f"unknown rows: {unknown}; known: {list(ROWS)}")

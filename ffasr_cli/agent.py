@@ -14,6 +14,7 @@ Persistence (adapter files, pending corrections on disk, the SQLite store) lives
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 import time
 from collections import deque
@@ -28,10 +29,11 @@ from whisper.decoding import DecodingOptions
 from .align import split_label
 from .audio import is_silent, load_audio, windows
 from .cache import CacheEntry, InteractionCache
-from .capture import WindowCapture, decode_window
+from .capture import WindowCapture, decode_window, encode
 from .config import Config, load_config
-from .corrections import check_correction
+from .corrections import check_correction, learned_terms
 from .errors import CorrectionRejected, FfasrError
+from .guard import guarded_text, word_logprobs
 from .lora import disabled_adapters
 from .models import default_device, load_model
 from .modes import MODES, Target
@@ -102,6 +104,7 @@ class ASRAgent:
         self.replay: deque[Example] = deque(maxlen=t.replay_size)
         self.canaries: deque[Example] = deque(maxlen=t.canary_size)
         self.glossary: list[str] = []
+        self.taught_terms: set[str] = set()  # words corrections taught: the term guard lets the adapter write only these
         self.steps = 0
         self.last_update: UpdateResult | None = None
 
@@ -124,18 +127,34 @@ class ASRAgent:
         return tuple(c for c in captures if not self._no_speech(c))
 
     def _decode_window(self, samples: np.ndarray, options: DecodingOptions, keep: str | None) -> WindowCapture:
-        """Decode one window; if the adapted model falls into a repetition loop, the base model decodes it.
+        """Decode one window; once the adapter has been updated, check it against the base model.
 
-        whisper's own transcribe() treats a gzip compression ratio above 2.4 as a failed decode.
-        An adapter that over-learned a word can start such a loop on unrelated speech (seen: a
-        sentence decoded as "Xxxxxxx…" after learning "Xochitl"); the base model never got worse
-        because of the adapter, so it is the safe answer. The cache then holds the base decode.
+        Same encoder output, the decoder once with the adapter and once without:
+        - a repetition loop: whisper's own transcribe() treats a gzip compression ratio above 2.4
+          as a failed decode, and an adapter that over-learned a word can start one on unrelated
+          speech (seen: "Xxxxxxx…" after learning "Xochitl"). The base decode is the answer,
+          and the cache holds it.
+        - the term guard (``decoding.term_guard``, ``guard.py``): the adapted words stand only
+          where they agree with the base model or write a term a correction taught, with
+          confidence (``decoding.term_min_logprob``).
+        Before the first update the adapter is the identity: one decode.
         """
-        capture = decode_window(self.model, samples, options, keep, self.cache_dtype)
-        if capture.compression_ratio > self.config.decoding.compression_ratio_threshold and self.steps:
-            with disabled_adapters(self.model):
-                capture = decode_window(self.model, samples, options, keep, self.cache_dtype)
-        return capture
+        mel, features = encode(self.model, samples, options.fp16)
+        capture = decode_window(self.model, mel, features, options, keep, self.cache_dtype)
+        if not self.steps:
+            return capture
+        loop = capture.compression_ratio > self.config.decoding.compression_ratio_threshold
+        if not (loop or self.config.decoding.term_guard):
+            return capture
+        with disabled_adapters(self.model):
+            base = decode_window(self.model, mel, features, options, keep if loop else None, self.cache_dtype)
+        if loop:
+            return base
+        confidence = None
+        if capture.token_logprobs:
+            confidence = word_logprobs([self.tokenizer.decode([t]) for t in capture.tokens], capture.token_logprobs)
+        d = self.config.decoding
+        return dataclasses.replace(capture, text=guarded_text(base.text, capture.text, self.taught_terms, confidence, d.term_min_logprob))
 
     def infer(self, audio: str | Path | np.ndarray, cache_logits: bool = True):
         """Transcribe ``audio`` (a path, or 16 kHz float32 samples).
@@ -150,6 +169,14 @@ class ASRAgent:
         if not text:
             return text, None
         return text, self.cache.add(captures).cache_id
+
+    def attempt(self, cache_id: str) -> str | None:
+        """What the adapter itself wrote for a cached interaction, if the term guard showed other words."""
+        entry = self.cache.get(cache_id)
+        if entry is None:
+            return None
+        attempt = " ".join(self.tokenizer.decode(list(w.tokens)).strip() for w in entry.windows).strip()
+        return attempt if attempt != entry.text else None
 
     def transcribe_correction(self, audio: str | Path | np.ndarray, hypothesis: str) -> str:
         """A spoken correction, decoded with the glossary and the hypothesis as context; not cached."""
@@ -218,6 +245,7 @@ class ASRAgent:
         if self.accumulated != len(self.pending):  # gradients were dropped (an interrupted update)
             self._recompute_gradients()
         (example.loss,) = self._backward([example])
+        self.taught_terms.update(learned_terms(example.hypothesis, example.label))
         self.pending.append(example)
         self.accumulated += 1
 

@@ -1,8 +1,10 @@
 """Decode one 30 s window with whisper's own ``DecodingTask``, keeping what an update will need.
 
-Nothing is computed twice: the encoder output and the decoder's final hidden states are taken
-from the decoding pass itself (a subclass hook on ``_get_audio_features`` and a forward hook on
-the decoder's final layer norm), not from a second forward pass.
+Nothing is computed twice: the encoder runs once per window (``encode``) and its output is given
+to whisper's task, which skips its own encoder for input shaped like encoder output; the
+decoder's final hidden states are taken from the decoding pass itself (a forward hook on the
+decoder's final layer norm), not from a second forward pass. The same encoder output serves a
+second decode without the adapter (the term guard, ``guard.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import whisper
-from whisper.decoding import DecodingOptions, DecodingResult, DecodingTask
+from whisper.decoding import DecodingOptions, DecodingResult, DecodingTask, GreedyDecoder
 from whisper.model import Whisper
 
 from .lora import HeadAdapter
@@ -26,10 +28,11 @@ class WindowCapture:
     """One decoded window and what was kept from decoding it."""
 
     tokens: tuple[int, ...]  # hypothesis text tokens (no start-of-transcript, no end-of-text)
-    text: str
+    text: str  # what is shown: the tokens' text, or less of it where the term guard kept the base model's words
     no_speech_prob: float
     avg_logprob: float
     compression_ratio: float  # gzip ratio of the text: high means a repetition loop
+    token_logprobs: tuple[float, ...] = ()  # log-probability of each token when it was picked (greedy only)
     hidden: torch.Tensor | None = None  # [len(tokens)+1, d]: the state each output token was read from
     audio_features: torch.Tensor | None = None  # [n_audio_ctx, d]: the encoder output
     mel: torch.Tensor | None = None  # [n_mels, 3000]: the input, for the full-recompute baseline
@@ -46,19 +49,32 @@ def final_norm(model: Whisper) -> torch.nn.Module:
     return ln.ln if isinstance(ln, HeadAdapter) else ln
 
 
+class RecordingGreedyDecoder(GreedyDecoder):
+    """whisper's greedy decoder, also recording the log-probability of each token it picks."""
+
+    def __init__(self, temperature: float, eot: int):
+        super().__init__(temperature, eot)
+        self.logprobs: list[float] = []
+
+    def reset(self):
+        self.logprobs = []
+
+    def update(self, tokens: torch.Tensor, logits: torch.Tensor, sum_logprobs: torch.Tensor):
+        before = sum_logprobs.clone()
+        tokens, completed = super().update(tokens, logits, sum_logprobs)
+        self.logprobs.append(float(sum_logprobs[0] - before[0]))  # one audio, one sequence
+        return tokens, completed
+
+
 class CapturingTask(DecodingTask):
-    """whisper's ``DecodingTask``, keeping the encoder output and/or per-step hidden states."""
+    """whisper's ``DecodingTask``, keeping the decoder's per-step hidden states when asked."""
 
     def __init__(self, model: Whisper, options: DecodingOptions, keep: str | None, dtype: torch.dtype):
         super().__init__(model, options)
         self.keep, self.dtype = keep, dtype
         self.kept: dict[str, torch.Tensor] = {}
-
-    def _get_audio_features(self, mel: torch.Tensor) -> torch.Tensor:
-        features = super()._get_audio_features(mel)
-        if self.keep == AUDIO_FEATURES:
-            self.kept[AUDIO_FEATURES] = features[0].to(self.dtype)
-        return features
+        if isinstance(self.decoder, GreedyDecoder):
+            self.decoder = RecordingGreedyDecoder(options.temperature, self.tokenizer.eot)
 
     def _main_loop(self, audio_features: torch.Tensor, tokens: torch.Tensor):
         if self.keep != HIDDEN:
@@ -73,13 +89,19 @@ class CapturingTask(DecodingTask):
             self.kept[HIDDEN] = torch.stack(steps) if steps else None
 
 
-def decode_window(
-    model: Whisper, audio: np.ndarray, options: DecodingOptions, keep: str | None, dtype: torch.dtype
-) -> WindowCapture:
-    """Decode ≤30 s of 16 kHz audio; ``keep`` names what to keep (HIDDEN, AUDIO_FEATURES, MEL or None)."""
+@torch.no_grad()
+def encode(model: Whisper, audio: np.ndarray, fp16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The log-mel of ≤30 s of 16 kHz audio, and the encoder's output on it ([1, n_audio_ctx, d])."""
     mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(audio)).to(model.device))
+    return mel, model.encoder(mel.unsqueeze(0).half() if fp16 else mel.unsqueeze(0))
+
+
+def decode_window(
+    model: Whisper, mel: torch.Tensor, features: torch.Tensor, options: DecodingOptions, keep: str | None, dtype: torch.dtype
+) -> WindowCapture:
+    """Decode one window from its encoder output; ``keep`` names what to keep (HIDDEN, AUDIO_FEATURES, MEL or None)."""
     task = CapturingTask(model, options, keep, dtype)
-    result: DecodingResult = task.run(mel.unsqueeze(0))[0]
+    result: DecodingResult = task.run(features)[0]
     hidden = task.kept.get(HIDDEN)
     if hidden is not None:
         hidden = hidden[: len(result.tokens) + 1]  # drop states after end-of-text, if any
@@ -89,7 +111,8 @@ def decode_window(
         no_speech_prob=float(result.no_speech_prob),
         avg_logprob=float(result.avg_logprob),
         compression_ratio=float(result.compression_ratio),
+        token_logprobs=tuple(getattr(task.decoder, "logprobs", ())[: len(result.tokens)]),
         hidden=hidden,
-        audio_features=task.kept.get(AUDIO_FEATURES),
+        audio_features=features[0].to(dtype) if keep == AUDIO_FEATURES else None,
         mel=mel.to(dtype) if keep == MEL else None,
     )

@@ -54,6 +54,12 @@ class DecodingConfig:
     glossary: bool = False  # pass learned terms to Whisper as its prompt (off: see BENCHMARKS.md)
     glossary_max_terms: int = 24
     no_speech_threshold: float = 0.6
+    # The adapter's words stand only where they agree with the base model or write a learned term
+    # (guard.py): costs a second decoder pass per window once the adapter has been updated.
+    term_guard: bool = True
+    # ...and a learned term only if each of its tokens was picked with at least this log-probability
+    # (greedy decoding; e^-1 = 0.37): whole terms written over sound-alikes were less sure (tuning.md).
+    term_min_logprob: float = -1.0
     compression_ratio_threshold: float = 2.4  # above: a repetition loop; that window is decoded again without the adapter
     silence_dbfs: float = -50.0  # quieter than this everywhere: nothing was said
 

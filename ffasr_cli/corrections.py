@@ -262,7 +262,7 @@ def _replace_spoken(before: str, word: str) -> str | None:
 # --- merge or replace -------------------------------------------------------------------------
 
 
-def parse_spoken_correction(spoken: str, hypothesis: str) -> Correction:
+def parse_spoken_correction(spoken: str, hypothesis: str, attempt: str | None = None) -> Correction:
     """The label for a correction the user said, as the model transcribed it.
 
     Lead-ins are stripped (``strip_preamble``) and spelled-out words joined (``join_spelling``).
@@ -270,31 +270,32 @@ def parse_spoken_correction(spoken: str, hypothesis: str) -> Correction:
     span of the hypothesis it is most similar to in characters; "not X, Y" merges Y where X
     was heard. A longer correction, or one that matches no span, is the whole label; its first
     letter is capitalized when the hypothesis starts with a capital (the user spoke a sentence).
-    Raises CorrectionRejected when nothing is left to learn from ("No.").
+    ``attempt``, the adapter's own reading when the term guard showed another, helps find the
+    span (``_span_where``). Raises CorrectionRejected when nothing is left to learn from ("No.").
     """
     text, wrong = _split_preamble(spoken, hypothesis)
     text = join_spelling(text)
     text, more_wrong = _split_preamble(text, hypothesis)  # "it's spelled …" after joining
     wrong = more_wrong or wrong
     _require_content(text)
-    correction = _merge_or_replace(text, hypothesis, wrong)
+    correction = _merge_or_replace(text, hypothesis, wrong, attempt)
     if correction.kind == "replace" and hypothesis.lstrip()[:1].isupper():
         label = correction.label
         correction = Correction(label[:1].upper() + label[1:], "replace")
     return correction
 
 
-def typed_correction(text: str, hypothesis: str) -> Correction:
+def typed_correction(text: str, hypothesis: str, attempt: str | None = None) -> Correction:
     """The label for a correction the user typed.
 
     Typed text is taken as written: no lead-ins or spelling are interpreted. A short fragment
-    ("Kubernetes") is merged into the most similar span of the hypothesis, as for spoken
-    corrections; anything else is the whole label. Raises CorrectionRejected when the text holds
+    ("Kubernetes") is merged into the most similar span of the hypothesis (or of ``attempt``), as
+    for spoken corrections; anything else is the whole label. Raises CorrectionRejected when the text holds
     no letters or digits.
     """
     text = text.strip()
     _require_content(text)
-    return _merge_or_replace(text, hypothesis, None)
+    return _merge_or_replace(text, hypothesis, None, attempt)
 
 
 def _require_content(text: str) -> None:
@@ -304,15 +305,41 @@ def _require_content(text: str) -> None:
         )
 
 
-def _merge_or_replace(text: str, hypothesis: str, wrong: str | None) -> Correction:
+def _merge_or_replace(text: str, hypothesis: str, wrong: str | None, attempt: str | None = None) -> Correction:
     n_words = len(_TOKEN.findall(text))
     n_heard = len(_TOKEN.findall(hypothesis))
     if n_words <= MAX_FRAGMENT_WORDS and 2 * n_words <= n_heard + 1:
         span = _best_span(wrong, hypothesis) if wrong else None
         span = span or _best_span(text, hypothesis)
+        if span is None and attempt:
+            span = _span_where(attempt, _best_span(text, attempt), hypothesis)
         if span is not None:
             return Correction(_splice(hypothesis, span, text), "merge", span)
     return Correction(text, "replace")
+
+
+def _span_where(attempt: str, span: tuple[int, int] | None, hypothesis: str) -> tuple[int, int] | None:
+    """The hypothesis words that stand where ``span`` of ``attempt`` (another reading of the same audio) is.
+
+    The term guard shows the base model's words where the adapter's attempt at a name was not yet
+    the name ("Sotridal" where the adapter wrote "Sochitl"): the attempt, closer in spelling to a
+    spoken "Xochitl", says which words the correction replaces.
+    """
+    if span is None:
+        return None
+    start, end = span
+    covered: list[int] = []
+    for op, h1, h2, a1, a2 in SequenceMatcher(None, _token_keys(hypothesis), _token_keys(attempt), autojunk=False).get_opcodes():
+        if op == "equal":  # word for word: the part that overlaps the span
+            covered += range(h1 + max(start, a1) - a1, h1 + min(end, a2) - a1)
+        elif a1 < end and start < max(a2, a1 + 1):  # read differently, at the span: all of it
+            covered += range(h1, h2)
+    return (min(covered), max(covered) + 1) if covered else None
+
+
+def _token_keys(text: str) -> list[str]:
+    """One normalized key per whitespace-separated token of ``text`` (punctuation and case aside)."""
+    return [" ".join(normalize_words(token)) for token in _TOKEN.findall(text)]
 
 
 def _best_span(fragment: str, hypothesis: str) -> tuple[int, int] | None:

@@ -84,6 +84,7 @@ class Session:
                 log.warning("pending correction %s no longer accepted: %s", entry.cache_id, error)
                 self.store.set_status([entry.cache_id], "rejected")
                 files.drop_pending([entry.cache_id])
+        agent.taught_terms.update(t.term for t in self.store.terms(self.profile))  # for the term guard
         self.refresh_glossary()
 
     def refresh_glossary(self) -> None:
@@ -102,9 +103,19 @@ class Session:
 
         spoken = self.agent.transcribe_correction(audio, heard.text)
         try:
-            return parse_spoken_correction(spoken, heard.text).label
+            return parse_spoken_correction(spoken, heard.text, self._attempt(heard)).label
         except CorrectionRejected as error:
             raise CorrectionRejected(f"{error} (heard {spoken!r})") from None
+
+    def read_correction(self, text: str, heard: Heard) -> str:
+        """The label a typed correction gives; CorrectionRejected when it gives none."""
+        from .corrections import typed_correction
+
+        return typed_correction(text, heard.text, self._attempt(heard)).label
+
+    def _attempt(self, heard: Heard) -> str | None:
+        """The adapter's own words, where the term guard showed the base model's: they locate a corrected name."""
+        return self.agent.attempt(heard.cache_id) if heard.cache_id is not None else None
 
     def teach(self, heard: Heard, label: str | None, source: str, refused: str | None = None) -> Taught:
         """Learn ``label`` for what was heard; ``None`` (or the same text) means it was right.

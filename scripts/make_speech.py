@@ -61,6 +61,12 @@ PRON = {
     "Caoimhe": ("kˈivə", "keeva"),
     "Przemek": ("pʃˈɛmɛk", "pshemek"),
     "Grzegorz": ("ɡʒˈɛɡɔʃ", "gzhegosh"),
+    # third dev slice (third session: dev and dev2 both saturated at 100 % on hibari voices)
+    "Oisín": ("ʊʃˈin", "uh sheen"),
+    "Zbigniew": ("zbˈiɡnjɛf", "zbig nyef"),
+    "Janáček": ("jˈɑnɑʧɛk", "yah nah chek"),
+    "Ceph": ("sˈɛf", "seff"),
+    "Ciarán": ("kˈiɹɔn", "keer awn"),
     # held-out terms (never used for tuning)
     "Niamh": ("nˈiv", "neeve"),
     "Wojciech": ("vˈOiʧɛk", "voy chek"),
@@ -69,6 +75,7 @@ PRON = {
 }
 DEV_TERMS = ["PostgreSQL", "Xochitl", "Tadeusz", "Nguyen", "Nginx", "Saoirse"]
 DEV2_TERMS = ["Aoife", "Caoimhe", "Przemek", "Grzegorz"]
+DEV3_TERMS = ["Oisín", "Zbigniew", "Janáček", "Ceph", "Ciarán"]
 HELDOUT_TERMS = ["Niamh", "Wojciech", "Memcached", "Dvořák"]
 
 # Per term: 4 training sentences (typed corrections) then 3 test sentences (never learned from).
@@ -173,6 +180,56 @@ SENTENCES = {
         "I still have the book that Grzegorz lent me.",
         "The bakery on the corner belongs to Grzegorz.",
     ],
+    "Oisín": [
+        "Oisín fixed the printer in the hallway.",
+        "The concert tickets were bought by Oisín.",
+        "Oisín is moving to Galway next month.",
+        "I sent the draft to Oisín for review.",
+        # test
+        "Oisín forgot his jacket at the party.",
+        "Have you seen Oisín since the wedding?",
+        "The best photos were taken by Oisín.",
+    ],
+    "Zbigniew": [
+        "Zbigniew runs the night shift at the warehouse.",
+        "We asked Zbigniew to check the brakes.",
+        "Zbigniew brought a cake for the whole office.",
+        "The contract was signed by Zbigniew yesterday.",
+        # test
+        "Zbigniew plays the violin every evening.",
+        "Send the invoice to Zbigniew before Friday.",
+        "My cousin Zbigniew lives near the lake.",
+    ],
+    "Janáček": [
+        "The quartet will open with Janáček tonight.",
+        "Janáček wrote that opera late in his life.",
+        "She practiced Janáček for the whole summer.",
+        "The radio played Janáček after the news.",
+        # test
+        "The students are studying a Janáček sonata.",
+        "Janáček is my grandfather's favorite composer.",
+        "We bought tickets for the Janáček festival.",
+    ],
+    "Ceph": [
+        "Ceph stores all the backups for the cluster.",
+        "We added three new disks to Ceph today.",
+        "The Ceph cluster recovered after the outage.",
+        "Monitoring shows Ceph is almost full.",
+        # test
+        "Ceph lost a node during the night.",
+        "I am moving the old volumes into Ceph.",
+        "The storage team upgraded Ceph last week.",
+    ],
+    "Ciarán": [
+        "Ciarán is cooking dinner for everyone tonight.",
+        "I borrowed the ladder from Ciarán.",
+        "Ciarán will drive the van to the market.",
+        "The new logo was designed by Ciarán.",
+        # test
+        "Ciarán called while you were out.",
+        "Ask Ciarán about the train times.",
+        "Ciarán and his sister run the café.",
+    ],
     "Niamh": [
         "Niamh left her umbrella in the kitchen again.",
         "The new schedule was written by Niamh.",
@@ -232,6 +289,14 @@ SPOKEN = {
         ("Przemek", "The deploy was approved by Przemek.",
          "No, I meant Przemek."),
     ],
+    "dev3": [
+        ("Zbigniew", "Zbigniew is fixing the roof on Sunday.",
+         "No, I said Zbigniew. Z, B, I, G, N, I, E, W."),
+        ("Ceph", "Restart the Ceph monitor on the first host.",
+         "No, I meant Ceph."),
+        ("Oisín", "Oisín took the early train to Dublin.",
+         "Oisín took the early train to Dublin."),
+    ],
     "heldout": [
         ("Wojciech", "Wojciech will review the pull request tonight.",
          "No, I said Wojciech. W, O, J, C, I, E, C, H."),
@@ -253,6 +318,11 @@ ACCEPTED = {
     "dev2": [
         "Please water the plants on the balcony.",
         "I think the shop closes at six today.",
+    ],
+    "dev3": [
+        "The printer on the second floor is out of paper.",
+        "We should leave before the traffic gets bad.",
+        "Dinner will be ready in ten minutes.",
     ],
     "heldout": [
         "The weather should be sunny for most of the week.",
@@ -292,6 +362,16 @@ SOUNDALIKE = [
     ("Przemek", "She made a mess in the kitchen."),
     ("Grzegorz", "The sunset over the gorge was gorgeous."),
     ("Grzegorz", "The guests were gossiping all evening."),
+    ("Oisín", "The car had a nice sheen after the wash."),
+    ("Oisín", "Oh, she left early today."),
+    ("Zbigniew", "That was big news for the whole town."),
+    ("Zbigniew", "The big new office opens next week."),
+    ("Janáček", "Yana checked the tickets at the door."),
+    ("Janáček", "Jan checked the oven twice."),
+    ("Ceph", "Seth is fixing the bike in the garage."),
+    ("Ceph", "Put the money in the safe."),
+    ("Ciarán", "Here on the table is your coffee."),
+    ("Ciarán", "Kira and her dog went for a walk."),
 ]
 
 GENERAL = [
@@ -475,7 +555,8 @@ def write_jsonl(path: Path, rows):
 def build_benchmark(out: Path, r: Renderer) -> list[str]:
     clips = out / "clips"
     files = []
-    for split, terms in (("dev", DEV_TERMS), ("dev2", DEV2_TERMS), ("heldout", HELDOUT_TERMS)):
+    for split, terms in (("dev", DEV_TERMS), ("dev2", DEV2_TERMS), ("dev3", DEV3_TERMS),
+                          ("heldout", HELDOUT_TERMS)):
         # training dialogs: typed corrections, interleaved across terms
         typed = []
         for term in terms:

@@ -342,14 +342,25 @@ fast = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCh
 
 
 @fast
-@given(spoken=st.text(max_size=200), heard=st.text(max_size=200))
-def test_parse_never_fails_but_to_reject(spoken, heard):
+@given(spoken=st.text(max_size=200), heard=st.text(max_size=200), attempt=st.none() | st.text(max_size=200))
+def test_parse_never_fails_but_to_reject(spoken, heard, attempt):
     try:
-        correction = parse_spoken_correction(spoken, heard)
+        correction = parse_spoken_correction(spoken, heard, attempt)
     except CorrectionRejected:
         return
     assert correction.label.strip()
     assert (correction.span is None) == (correction.kind == "replace")
+
+
+@fast
+@given(fragment=plain_word, heard=sentences, attempt=sentences)
+def test_a_merge_found_through_the_attempt_keeps_the_rest_of_what_was_heard(fragment, heard, attempt):
+    correction = typed_correction(fragment, heard, attempt)
+    if correction.kind == "merge":
+        start, end = correction.span
+        words = heard.split()
+        assert correction.label.split()[:start] == words[:start]
+        assert correction.label.split()[len(correction.label.split()) - (len(words) - end) :] == words[end:]
 
 
 @fast
@@ -432,3 +443,22 @@ def test_a_label_equal_to_the_hypothesis_is_accepted(text):
 def test_import_stays_light():
     code = "import sys, ffasr_cli.corrections; assert not {'torch', 'whisper'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    "spoken, heard, attempt, label",
+    [  # the term guard showed the base model's words; the adapter's own attempt locates the name
+        ("No, I said Xochitl. X, O, C, H, I, T, L.", "Did you tell Sotridal about the office move?",
+         "Did you tell Sochitl about the office move?", "Did you tell Xochitl about the office move?"),
+        ("No, I said Zbigniew.", "Speak nef is fixing the roof.", "Bigniew is fixing the roof.", "Zbigniew is fixing the roof."),
+        # no attempt, or one no closer than what was shown: the correction is the whole label, as before
+        ("No, I said Xochitl.", "Did you tell Sotridal about it?", None, "Xochitl."),
+        ("No, I said Xochitl.", "Did you tell Sotridal about it?", "Did you tell Sotridal about it?", "Xochitl."),
+    ],
+)
+def test_the_adapters_attempt_locates_a_spoken_name(spoken, heard, attempt, label):
+    assert parse_spoken_correction(spoken, heard, attempt).label == label
+
+
+def test_the_adapters_attempt_locates_a_typed_name():
+    assert typed_correction("Xochitl", "Ask Sotridal.", "Ask Sochitl.").label == "Ask Xochitl."

@@ -175,6 +175,34 @@ def test_each_mode_learns_the_correction(captures, mode):
     assert agent.infer(clip("kubernetes_deploy"), cache_logits=False) == DEPLOY
 
 
+def test_the_term_guard_shows_the_base_words_where_no_taught_term_is_written(captures):
+    agent = ASRAgent(accumulation_steps=1)
+    windows = captures.windows("encoder", "kubernetes_deploy")
+    for _ in range(2):
+        agent.compute_loss_from_cache(add_entry(agent, windows), DEPLOY)
+        assert agent.step_if_ready()
+    assert agent.taught_terms == {"Kubernetes"}
+    assert agent.infer(clip("kubernetes_deploy"), cache_logits=False) == DEPLOY
+
+    agent.taught_terms.clear()  # as after `ffasr vocab remove Kubernetes`: the adapter still writes it...
+    base = " ".join(w.text for w in windows).strip()
+    assert "Kubernetes" not in base
+    assert agent.infer(clip("kubernetes_deploy"), cache_logits=False) == base  # ...but the guard shows the base words
+    agent.config = replace(agent.config, decoding=replace(agent.config.decoding, term_guard=False))
+    assert agent.infer(clip("kubernetes_deploy"), cache_logits=False) == DEPLOY
+
+
+def test_greedy_decoding_records_each_tokens_log_probability(captures):
+    agent = captures.agent("encoder", "float32")
+    (window,) = captures.windows("encoder", "kubernetes_deploy", "float32")
+    assert len(window.token_logprobs) == len(window.tokens) and all(lp <= 0 for lp in window.token_logprobs)
+    inputs = torch.tensor([[*agent.mode.sot_sequence, *window.tokens]])
+    with torch.no_grad():  # the same log-probabilities from one teacher-forced pass (whisper's token filters aside)
+        logprobs = agent.model.decoder(inputs, window.audio_features[None]).log_softmax(-1)[0]
+    picked = logprobs[len(agent.mode.sot_sequence) - 1 : -1].gather(-1, inputs[0, len(agent.mode.sot_sequence) :, None])[:, 0]
+    torch.testing.assert_close(torch.tensor(window.token_logprobs), picked, rtol=0, atol=0.05)
+
+
 # --- accumulation and the cache ------------------------------------------------------------------
 
 

@@ -59,6 +59,13 @@ def test_a_learned_term_stays_learned_after_restart(tmp_path, glossary):
         assert session.agent.glossary == []  # an update applied it: the weights carry it now
         heard = session.hear(clip("kubernetes_dashboard"))  # a sentence never corrected
         assert "Kubernetes" in heard.text
+        session.store.remove_term("default", "Kubernetes")  # `ffasr vocab remove Kubernetes`
+    finally:
+        session.close()
+
+    session = open_session(tmp_path, glossary=glossary, accumulation_steps=2)
+    try:  # the adapter still has the word; the term guard no longer lets it write it
+        assert "Kubernetes" not in session.hear(clip("kubernetes_dashboard")).text
     finally:
         session.close()
 

@@ -251,7 +251,6 @@ class _Loop:
             self._answer(heard, name, saved)
 
     def _answer(self, heard, name: str | None, saved: str | None) -> None:
-        from ..corrections import typed_correction
         from ..errors import CorrectionRejected
 
         while True:
@@ -275,7 +274,7 @@ class _Loop:
                     self.say(f"spoken correction → {label}")
                     source = "spoken"
                 else:
-                    label, source = typed_correction(reply, heard.text).label, "typed"
+                    label, source = self.session.read_correction(reply, heard), "typed"
                     row["correction"] = reply
             except CorrectionRejected as error:
                 self.say(f"refused: {error}", "yellow")

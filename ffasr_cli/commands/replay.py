@@ -44,11 +44,9 @@ def evaluate_file(agent, path: Path, progress: Progress | None = None) -> dict:
 
 def _teach(session, dialog: Dialog, heard):
     """Turn the dialog's correction into a label and teach it; a refused one is recorded as rejected."""
-    from ..corrections import typed_correction
-
     if dialog.correction is not None:
         try:
-            label = typed_correction(dialog.correction, heard.text).label
+            label = session.read_correction(dialog.correction, heard)
         except CorrectionRejected:  # e.g. empty: teach refuses it too, and records why
             label = dialog.correction
         return session.teach(heard, label, "typed")

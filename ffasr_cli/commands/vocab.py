@@ -41,7 +41,7 @@ def add(terms: Terms, state: StateDir = None, profile: Profile = "default") -> N
 @app.command("remove")
 @reports_errors
 def remove(terms: Terms, state: StateDir = None, profile: Profile = "default") -> None:
-    """Remove terms from the glossary (the adapter keeps what it learned)."""
+    """Remove terms from the glossary; with the term guard on, the adapter stops writing them too."""
     with Store.open(state_dir(state)) as store:
         missing = [t for t in terms if not store.remove_term(profile, t)]
     if missing:
