@@ -14,6 +14,9 @@ confidence decides: on the dev slices every such insertion but one had a term to
 log-probability below −1 (p < 0.37), and no term in a hibari test sentence did
 (benchmarks/results/tuning.md). So a term overrides the base model only if each of its tokens
 was picked with at least ``min_logprob``.
+
+Both decodes share the encoder's output: in full mode with ``freeze_encoder: false`` the "base"
+decode therefore runs the trained encoder, and only the decoder's adapter is switched off.
 """
 
 from __future__ import annotations
