@@ -75,6 +75,12 @@ def normalize_words(text: str) -> list[str]:
     return [_normal(word) for word in _WORD.findall(text)]
 
 
+def word_key(word: str) -> str:
+    """How two readings' words, and a word and a learned term, are compared: normalized, without a
+    possessive ("Ceph's," → "ceph")."""
+    return " ".join(normalize_words(word)).removesuffix("'s")
+
+
 def _normal(word: str) -> str:
     return word.lower().replace("’", "'")
 
@@ -338,8 +344,8 @@ def _span_where(attempt: str, span: tuple[int, int] | None, hypothesis: str) -> 
 
 
 def _token_keys(text: str) -> list[str]:
-    """One normalized key per whitespace-separated token of ``text`` (punctuation and case aside)."""
-    return [" ".join(normalize_words(token)) for token in _TOKEN.findall(text)]
+    """One ``word_key`` per whitespace-separated token of ``text``."""
+    return [word_key(token) for token in _TOKEN.findall(text)]
 
 
 def _best_span(fragment: str, hypothesis: str) -> tuple[int, int] | None:

@@ -25,12 +25,7 @@ import math
 from collections.abc import Iterable, Sequence
 from difflib import SequenceMatcher
 
-from .corrections import normalize_words
-
-
-def term_key(word: str) -> str:
-    """How a word is compared with learned terms: normalized, without a possessive ("Ceph's" → "ceph")."""
-    return " ".join(normalize_words(word)).removesuffix("'s")
+from .corrections import word_key
 
 
 def word_logprobs(pieces: Sequence[str], logprobs: Sequence[float]) -> list[float]:
@@ -52,15 +47,16 @@ def guarded_text(
     ``confidence``: the log-probability of each word of ``adapted`` (``word_logprobs``); None
     (beam search, or words that do not line up with the tokens) trusts every word.
     """
-    keys = {term_key(t) for t in terms}
+    term_keys = {word_key(t) for t in terms}
     base_words, adapted_words = base.split(), adapted.split()
+    adapted_keys = [word_key(w) for w in adapted_words]
     if confidence is not None and len(confidence) != len(adapted_words):
         confidence = None
-    matcher = SequenceMatcher(None, [term_key(w) for w in base_words], [term_key(w) for w in adapted_words], autojunk=False)
+    matcher = SequenceMatcher(None, [word_key(w) for w in base_words], adapted_keys, autojunk=False)
     kept: list[str] = []
     for op, b1, b2, a1, a2 in matcher.get_opcodes():
         writes_term = any(
-            term_key(adapted_words[i]) in keys and (confidence is None or confidence[i] >= min_logprob) for i in range(a1, a2)
+            adapted_keys[i] in term_keys and (confidence is None or confidence[i] >= min_logprob) for i in range(a1, a2)
         )
         kept += adapted_words[a1:a2] if op == "equal" or writes_term else base_words[b1:b2]
     return " ".join(kept)

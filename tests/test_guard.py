@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ffasr_cli.corrections import normalize_words
-from ffasr_cli.guard import guarded_text, term_key, word_logprobs
+from ffasr_cli.corrections import normalize_words, word_key
+from ffasr_cli.guard import guarded_text, word_logprobs
 
 # (base model, adapted model, taught terms, shown): the first four were measured on tiny.en
 CASES = [
@@ -33,9 +33,9 @@ def test_guarded_text(base, adapted, terms, shown):
     assert guarded_text(base, adapted, terms) == shown
 
 
-def test_term_key_ignores_case_punctuation_and_possessive():
-    assert term_key("Caoimhe's,") == term_key("caoimhe") == "caoimhe"
-    assert term_key("PostgreSQL.") == "postgresql"
+def test_word_key_ignores_case_punctuation_and_possessive():
+    assert word_key("Caoimhe's,") == word_key("caoimhe") == "caoimhe"
+    assert word_key("PostgreSQL.") == "postgresql"
 
 
 words = st.lists(st.sampled_from(["the", "cat", "Ceph", "Seth", "safe", "sat", "on", "mat."]), max_size=8).map(" ".join)
