@@ -31,7 +31,7 @@ from .audio import is_silent, load_audio, windows
 from .cache import CacheEntry, InteractionCache
 from .capture import WindowCapture, decode_window, encode
 from .config import Config, load_config
-from .corrections import check_correction, learned_terms
+from .corrections import check_correction, holds_spelling, learned_terms
 from .errors import CorrectionRejected, FfasrError
 from .guard import guarded_text, word_logprobs
 from .lora import disabled_adapters
@@ -179,8 +179,22 @@ class ASRAgent:
         return attempt if attempt != entry.text else None
 
     def transcribe_correction(self, audio: str | Path | np.ndarray, hypothesis: str) -> str:
-        """A spoken correction, decoded with the glossary and the hypothesis as context; not cached."""
+        """A spoken correction, decoded with the glossary and the hypothesis as context; not cached.
+
+        With that prompt Whisper sometimes stops after the spoken word and drops the letters
+        that follow ("No, I said Zbigniew. Z, B, I, G, N, I, E, W." came out as "No, I said
+        speak nef."): a reading without a spelling is checked against one without the prompt,
+        and the spelling, the surest thing a user can say about a rare word, wins.
+        """
+        samples = load_audio(audio)
         prompt = " ".join(p for p in (self.glossary_prompt(), hypothesis) if p) or None
+        in_context = self._read(samples, prompt)
+        if prompt is None or holds_spelling(in_context):
+            return in_context
+        plain = self._read(samples, None)
+        return plain if holds_spelling(plain) else in_context
+
+    def _read(self, audio, prompt: str | None) -> str:
         return " ".join(c.text for c in self._decode(audio, None, prompt)).strip()
 
     def _no_speech(self, capture) -> bool:

@@ -187,13 +187,17 @@ def _unquote(text: str) -> str:
 # --- spelling ---------------------------------------------------------------------------------
 
 _LETTER = r"[^\W\d_]"
+_CAPITAL = r"[^\W\d_a-z]"
 # Single letters separated by hyphens, dots, commas or spaces: "X-O-C", "X O C", "x. o. c.";
-# or the letters already joined in capitals ("XOCHITL"), as Whisper writes a spelling it knows.
+# capitals run together in part, hyphens between the rest ("THIBA-U-L-T", as Whisper heard
+# "T, H, I, B, A, U, L, T"); or the letters all joined in capitals ("XOCHITL"), as Whisper
+# writes a spelling it knows.
 _SPELLED = re.compile(
-    rf"(?<![\w'’])(?:(?P<letters>(?:{_LETTER}[\s.,\-–]+)+{_LETTER})"
-    rf"|(?P<capitals>[^\W\d_a-z]{{{MIN_SPELLED_LETTERS},}}))(?![\w'’])"
+    rf"(?<![\w'’])(?:(?P<letters>(?:{_CAPITAL}-)*{_CAPITAL}{{2,}}(?:-{_CAPITAL}){{2,}}|(?:{_CAPITAL}-){{2,}}{_CAPITAL}{{2,}}"
+    rf"|(?:{_LETTER}[\s.,\-–]+)+{_LETTER})"
+    rf"|(?P<capitals>{_CAPITAL}{{{MIN_SPELLED_LETTERS},}}))(?![\w'’])"
 )
-# A spoken word set off from what follows by punctuation ("Kiva. C-A-O-…").
+# Spoken words set off from what follows by punctuation ("Kiva. C-A-O-…").
 _SET_OFF = re.compile(r"[.,;:—–]\s*$")
 # Words between a spoken word and its spelling that belong to neither ("Xochitl, spelled X-O-C").
 _CONNECTOR = re.compile(
@@ -217,7 +221,12 @@ def join_spelling(text: str) -> str:
     A word in capitals of three letters or more ("sochitl. XOCHITL") is a spelling only when it
     replaces a similar spoken word before it; otherwise it is an acronym and stays as written.
     """
-    out, pos = [], 0
+    return _join_spelling(text)[0]
+
+
+def _join_spelling(text: str) -> tuple[str, list[str]]:
+    """``join_spelling``, and the spoken words each spelling replaced (where the word was heard)."""
+    out, spelled_over, pos = [], [], 0
     for match in _SPELLED.finditer(text):
         letters = _ALNUM.findall(match.group())
         if len(letters) < MIN_SPELLED_LETTERS:
@@ -230,15 +239,24 @@ def join_spelling(text: str) -> str:
         replaced = _replace_spoken(before, word)
         if replaced is None and match["capitals"]:
             continue  # an acronym ("NASA"): left in the text as it is
-        out.append(before + word if replaced is None else replaced)
+        if replaced is None:
+            out.append(before + word)
+        else:
+            out.append(replaced[0])
+            spelled_over.append(replaced[1])
         pos = after
     out.append(text[pos:])
-    return "".join(out)
+    return "".join(out), spelled_over
 
 
-def _replace_spoken(before: str, word: str) -> str | None:
-    """``before`` + ``word``, where ``word`` replaces the last few words of ``before`` it spells;
-    None when none of them is similar enough."""
+def holds_spelling(text: str) -> bool:
+    """Whether ``text`` spells a word out (``join_spelling`` would join something in it)."""
+    return join_spelling(text) != text
+
+
+def _replace_spoken(before: str, word: str) -> tuple[str, str] | None:
+    """``before`` + ``word``, where ``word`` replaces the last few words of ``before`` it spells,
+    and those words; None when none of them is similar enough."""
     connector = _CONNECTOR.search(before)
     head = before[: connector.start()] if connector else before
     tokens = list(_TOKEN.finditer(head))
@@ -250,11 +268,12 @@ def _replace_spoken(before: str, word: str) -> str | None:
         if score > best_score:  # ties keep fewer words
             best_k, best_score = k, score
     if best_score < SPELLING_MATCH_SIMILARITY:
-        # "Kiva. C-A-O-I-M-H-E": a lone word set off before the spelling is the word it spells,
-        # however differently a rare name is written from how it sounds
-        if len(tokens) != 1 or not _SET_OFF.search(before):
+        # "Kiva. C-A-O-I-M-H-E", "speak NIF. Z-B-I-G-N-I-E-W": the few words set off before the
+        # spelling, with nothing else before them, are the word it spells, however differently
+        # a rare name is written from how it sounds
+        if not 1 <= len(tokens) <= 3 or not _SET_OFF.search(before):
             return None
-        best_k = 1
+        best_k = len(tokens)
     first = tokens[-best_k]
     lead = _LEAD_PUNCT.match(first.group()).group()
     if best_k == 1:
@@ -262,7 +281,7 @@ def _replace_spoken(before: str, word: str) -> str | None:
         core = core[: len(core) - len(_TRAIL_PUNCT.search(core).group())]
         if core.lower() == target:
             word = core  # the spoken word was already right: keep its casing
-    return head[: first.start()] + lead + word
+    return head[: first.start()] + lead + word, head[first.start() :]
 
 
 # --- merge or replace -------------------------------------------------------------------------
@@ -274,15 +293,17 @@ def parse_spoken_correction(spoken: str, hypothesis: str, attempt: str | None = 
     Lead-ins are stripped (``strip_preamble``) and spelled-out words joined (``join_spelling``).
     A short correction (at most five words and about half the hypothesis) is merged into the
     span of the hypothesis it is most similar to in characters; "not X, Y" merges Y where X
-    was heard. A longer correction, or one that matches no span, is the whole label; its first
+    was heard, and a spelled word where the words it replaced were ("so cheetal. X-O-C-H-I-T-L"
+    where "Sochi at all" was heard). A longer correction, or one that matches no span, is the whole label; its first
     letter is capitalized when the hypothesis starts with a capital (the user spoke a sentence).
     ``attempt``, the adapter's own reading when the term guard showed another, helps find the
     span (``_span_where``). Raises CorrectionRejected when nothing is left to learn from ("No.").
     """
     text, wrong = _split_preamble(spoken, hypothesis)
-    text = join_spelling(text)
+    text, spelled_over = _join_spelling(text)
     text, more_wrong = _split_preamble(text, hypothesis)  # "it's spelled …" after joining
-    wrong = more_wrong or wrong
+    # the words a spelling replaced are how the name sounded: where it was heard ("speak NIF. Z-B-I-…")
+    wrong = more_wrong or wrong or (spelled_over[0] if len(spelled_over) == 1 else None)
     _require_content(text)
     correction = _merge_or_replace(text, hypothesis, wrong, attempt)
     if correction.kind == "replace" and hypothesis.lstrip()[:1].isupper():

@@ -98,14 +98,23 @@ class Session:
         return Heard(text, cache_id, name or (str(audio) if isinstance(audio, (str, Path)) else "<array>"), time.perf_counter() - started)
 
     def hear_correction(self, audio, heard: Heard) -> str:
-        """The label a spoken correction gives; CorrectionRejected (saying what was heard) when it gives none."""
-        from .corrections import parse_spoken_correction
+        """The label a spoken correction gives; CorrectionRejected (saying what was heard) when it gives none.
+
+        A correction heard as the very words of the transcript gives none: the user said it was
+        wrong and was misheard the same way again ("No, I meant Cilium" heard as "…Silium"), and
+        taking it as an accepted transcript would keep the mistake as a canary. Unless it was
+        spelled out: then the transcript already holds the word the user spelled.
+        """
+        from .corrections import holds_spelling, parse_spoken_correction
 
         spoken = self.agent.transcribe_correction(audio, heard.text)
         try:
-            return parse_spoken_correction(spoken, heard.text, self._attempt(heard)).label
+            label = parse_spoken_correction(spoken, heard.text, self._attempt(heard)).label
         except CorrectionRejected as error:
             raise CorrectionRejected(f"{error} (heard {spoken!r})") from None
+        if label.strip() == heard.text.strip() and not holds_spelling(spoken):
+            raise CorrectionRejected(f"The correction was heard as the same words (heard {spoken!r}): type it, or spell it out.")
+        return label
 
     def read_correction(self, text: str, heard: Heard) -> str:
         """The label a typed correction gives; CorrectionRejected when it gives none."""

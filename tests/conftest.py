@@ -26,6 +26,7 @@ TEXTS = {
     "kubernetes_cluster": "Our Kubernetes cluster ran out of memory again.",
     "kubernetes_dashboard": "Please restart the Kubernetes dashboard before lunch.",
     "weather": "The weather is nice today, let's go for a walk.",
+    "spelled_zbigniew": "No, I said Zbigniew. Z, B, I, G, N, I, E, W.",
     "librivox_ill_disposed": "he was not an ill disposed young man",
     "librivox_amiable": "he might even have been made amiable himself",
 }

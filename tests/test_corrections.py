@@ -114,8 +114,14 @@ def test_strip_preamble_keeps_a_preamble_that_the_hypothesis_starts_with():
         # an adapted model writes the spelling it has learned in capitals, already joined
         ("No, I said sochitl. XOCHITL.", "No, I said Xochitl."),
         ("Nginx, NGINX", "Nginx"),
-        # a lone word set off before the spelling is the word spelled, however unlike it is
+        # the few words set off before the spelling, alone, are the word spelled, however unlike it they are
         ("Kiva. C, A, O, I, M, H, E.", "Caoimhe."),
+        ("speak NIF. Z-B-I-G-N-I-E-W.", "Zbigniew."),
+        ("No, I said TBO. THIBA-U-L-T.", "No, I said TBO. Thibault."),  # Whisper ran the first letters together
+        ("T-H-IBAULT", "Thibault"),
+        ("a well-known X-RAY", "a well-known X-RAY"),  # one capital and one word: not spelled
+        ("I will call Sochi. X-O-C-H-I-T-L.", "I will call Xochitl."),  # similar: only the word it spells
+        ("Please give it to Kiva. C, A, O, I, M, H, E.", "Please give it to Kiva. Caoimhe."),  # more than a name: left
     ],
 )
 def test_join_spelling(spoken, joined):
@@ -161,6 +167,19 @@ def test_spoken_spelled_name_is_merged():
     spoken = "No, I meant Sochi tell X O C H I T L."
     correction = parse_spoken_correction(spoken, "Call Sochi tomorrow.")
     assert correction == Correction("Call Xochitl tomorrow.", "merge", (1, 2))
+
+
+@pytest.mark.parametrize(
+    ("spoken", "heard", "label"),
+    [  # what tiny.en heard of the dev speech's spelled corrections, and of the sentences they fix
+        ("No, I said so cheetal. X-O-C-H-I-T-L.", "Sochi at all is bringing the projector to the workshop.",
+         "Xochitl is bringing the projector to the workshop."),
+        ("No, I said Kiva. C-A-O-I-M-H-E.", "Kiva booked the meeting room for Tuesday.", "Caoimhe booked the meeting room for Tuesday."),
+        ("No, I said speak NIF. Z-B-I-G-N-I-E-W.", "Speaking of is fixing the roof on Sunday.", "Zbigniew is fixing the roof on Sunday."),
+    ],
+)
+def test_a_spelled_name_merges_where_the_words_it_replaced_were_heard(spoken, heard, label):
+    assert parse_spoken_correction(spoken, heard).label == label
 
 
 def test_spoken_spelling_in_capitals_is_merged():

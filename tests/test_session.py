@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from conftest import TEXTS, clip
@@ -110,3 +112,34 @@ def test_a_spoken_correction_with_nothing_in_it_is_recorded_as_rejected(tmp_path
     with Store.open(tmp_path / "state", readonly=True) as store:
         (row,) = store.interactions("default")
     assert (row.status, row.source, row.hypothesis) == ("rejected", "spoken", report["dialogs"][0]["hypothesis"])
+
+
+def test_a_spoken_correction_heard_as_the_transcript_is_refused_not_kept_as_a_canary(tmp_path):
+    from ffasr_cli.errors import CorrectionRejected
+
+    session = open_session(tmp_path)
+    try:
+        heard = session.hear(clip("kubernetes_deploy"))
+        with pytest.raises(CorrectionRejected, match="same words"):  # said again, misheard again
+            session.hear_correction(clip("kubernetes_deploy"), heard)
+        assert not session.agent.canaries and not session.agent.pending
+    finally:
+        session.close()
+
+
+def test_a_spelling_the_prompt_hid_is_read_without_it(tmp_path):
+    from ffasr_cli.audio import load_audio
+    from ffasr_cli.corrections import holds_spelling
+
+    session = open_session(tmp_path)
+    heard_before = "Speaking of is fixing the roof on Sunday."  # how tiny.en hears "Zbigniew is fixing …"
+    try:
+        agent = session.agent
+        assert not holds_spelling(agent._read(load_audio(clip("spelled_zbigniew")), heard_before))  # why the second reading exists
+        spoken = agent.transcribe_correction(clip("spelled_zbigniew"), heard_before)
+        assert holds_spelling(spoken)
+        heard = session.hear(clip("kubernetes_deploy"))
+        label = session.hear_correction(clip("spelled_zbigniew"), dataclasses.replace(heard, text=heard_before))
+    finally:
+        session.close()
+    assert label == "Zbigniew is fixing the roof on Sunday."
