@@ -150,11 +150,16 @@ class ASRAgent:
             base = decode_window(self.model, mel, features, options, keep if loop else None, self.cache_dtype)
         if loop:
             return base
-        confidence = None
-        if capture.token_logprobs:
-            confidence = word_logprobs([self.tokenizer.decode([t]) for t in capture.tokens], capture.token_logprobs)
         d = self.config.decoding
-        return dataclasses.replace(capture, text=guarded_text(base.text, capture.text, self.taught_terms, confidence, d.term_min_logprob))
+        text = guarded_text(
+            base.text, capture.text, self.taught_terms, self._word_logprobs(capture), d.term_min_logprob, self._word_logprobs(base), d.base_sure_logprob
+        )
+        return dataclasses.replace(capture, text=text)
+
+    def _word_logprobs(self, capture: WindowCapture) -> list[float] | None:
+        if not capture.token_logprobs:  # beam search records none
+            return None
+        return word_logprobs([self.tokenizer.decode([t]) for t in capture.tokens], capture.token_logprobs)
 
     def infer(self, audio: str | Path | np.ndarray, cache_logits: bool = True):
         """Transcribe ``audio`` (a path, or 16 kHz float32 samples).

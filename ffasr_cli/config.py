@@ -58,8 +58,11 @@ class DecodingConfig:
     # (guard.py): costs a second decoder pass per window once the adapter has been updated.
     term_guard: bool = True
     # ...and a learned term only if each of its tokens was picked with at least this log-probability
-    # (greedy decoding; e^-1 = 0.37): whole terms written over sound-alikes were less sure (tuning.md).
-    term_min_logprob: float = -1.0
+    # (greedy decoding; e^-1.25 = 0.29): whole terms written over sound-alikes were less sure (tuning.md).
+    term_min_logprob: float = -1.25
+    # ...and never over base-model words whose every token it picked with at least this
+    # log-probability (e^-0.3 = 0.74): a sure base model heard a word it knows ("Seth", "Granny").
+    base_sure_logprob: float = -0.3
     compression_ratio_threshold: float = 2.4  # above: a repetition loop; that window is decoded again without the adapter
     silence_dbfs: float = -50.0  # quieter than this everywhere: nothing was said
 

@@ -9,11 +9,17 @@ they differ, the adapted words are kept only if they write a learned term; every
 base model's words stand. The base model never got worse by learning, so that is the safe answer.
 
 A learned term written, whole, where a sound-alike was said ("Seth is fixing" → "Ceph is
-fixing") is a harder case: the adapter writes a word it was taught. There the adapter's own
-confidence decides: on the dev slices every such insertion but one had a term token picked with
-log-probability below −1 (p < 0.37), and no term in a hibari test sentence did
-(benchmarks/results/tuning.md). So a term overrides the base model only if each of its tokens
-was picked with at least ``min_logprob``.
+fixing", "Granny baked" → "Gráinne baked") is a harder case: the adapter writes a word it was
+taught. Two confidences decide it, one of each model (benchmarks/results/tuning.md):
+
+- the adapter's: each token of the term must have been picked with log-probability at least
+  ``min_logprob`` (−1.25). Whole terms the adapter wrote over sound-alikes were often unsure.
+- the base model's: a term never replaces base words whose every token the base model picked
+  with at least ``base_sure_logprob`` (−0.3, p ≥ 0.74). A rare name is what the base model does
+  not know, so what it writes for one is a guess ("T-Boe", "Speak N'F", "Granya": −0.7 to −2.3);
+  a sound-alike is a word it knows, heard clearly ("Seth" −0.07, "Granny" −0.15, "Eva" −0.23).
+  Where the two readings have as many words, each adapted word is checked against its own base
+  word; otherwise against the whole stretch they differ in ("Yana Check" → "Janáček").
 
 Both decodes share the encoder's output: in full mode with ``freeze_encoder: false`` the "base"
 decode therefore runs the trained encoder, and only the decoder's adapter is switched off.
@@ -22,6 +28,8 @@ decode therefore runs the trained encoder, and only the decoder's adapter is swi
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from difflib import SequenceMatcher
 
@@ -39,24 +47,87 @@ def word_logprobs(pieces: Sequence[str], logprobs: Sequence[float]) -> list[floa
     return words
 
 
+NEAR_MISS_MIN_LETTERS = 5  # shorter terms have too many ordinary words one letter away ("Ceph", "chef")
+_EDGE = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
+
+
+def _letters(word: str) -> str:
+    """The letters of ``word``, lowercase, without accents: how near two spellings are is a matter of letters."""
+    return "".join(c for c in unicodedata.normalize("NFKD", word_key(word)) if c.isalnum())
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Whether ``b`` is ``a`` with one letter dropped, added or changed."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    start = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), len(a))
+    return a[start + (len(a) == len(b)) :] == b[start + 1 :]
+
+
+def _as_term(word: str, terms: Sequence[str]) -> str | None:
+    """The taught term ``word`` writes: itself, or one letter off ("Bigniew" for "Zbigniew"); None if neither."""
+    if word_key(word) in {word_key(t) for t in terms}:
+        return word
+    letters = _letters(word)
+    for term in terms:
+        if len(_letters(term)) >= NEAR_MISS_MIN_LETTERS and _one_edit_apart(letters, _letters(term)):
+            lead, trail = _EDGE.match(word).group(1, 3)
+            return lead + term + trail
+    return None
+
+
 def guarded_text(
-    base: str, adapted: str, terms: Iterable[str], confidence: Sequence[float] | None = None, min_logprob: float = -math.inf
+    base: str,
+    adapted: str,
+    terms: Iterable[str],
+    confidence: Sequence[float] | None = None,
+    min_logprob: float = -math.inf,
+    base_confidence: Sequence[float] | None = None,
+    base_sure_logprob: float = math.inf,
 ) -> str:
     """``adapted`` where it agrees with ``base`` or confidently writes one of ``terms``; ``base`` elsewhere.
 
-    ``confidence``: the log-probability of each word of ``adapted`` (``word_logprobs``); None
-    (beam search, or words that do not line up with the tokens) trusts every word.
+    ``confidence``: the log-probability of each word of ``adapted`` (``word_logprobs``); a term
+    stands only if it is at least ``min_logprob``. ``base_confidence``: the same for ``base``; a
+    term never replaces base words that are all at least ``base_sure_logprob`` (inf: never sure).
+    None for either (beam search, or words that do not line up with the tokens) trusts every word.
+    An adapted word one letter off a taught term of five letters or more is that term, misspelled
+    ("Bigniew"), and is shown as the term. Where the two readings differ in a stretch of as many
+    words, the words are taken one by one: the taught terms from ``adapted``, the rest from ``base``.
     """
-    term_keys = {word_key(t) for t in terms}
+    terms = list(terms)
     base_words, adapted_words = base.split(), adapted.split()
-    adapted_keys = [word_key(w) for w in adapted_words]
     if confidence is not None and len(confidence) != len(adapted_words):
         confidence = None
-    matcher = SequenceMatcher(None, [word_key(w) for w in base_words], adapted_keys, autojunk=False)
+    if base_confidence is not None and len(base_confidence) != len(base_words):
+        base_confidence = None
+
+    def base_was_sure(b1: int, b2: int, a1: int, a2: int, i: int) -> bool:
+        """Whether the base words adapted word ``i`` stands for were all picked surely (one for one where the counts agree)."""
+        if base_confidence is None or b1 == b2:
+            return False
+        stands_for = [b1 + i - a1] if b2 - b1 == a2 - a1 else range(b1, b2)
+        return min(base_confidence[j] for j in stands_for) >= base_sure_logprob
+
+    matcher = SequenceMatcher(None, [word_key(w) for w in base_words], [word_key(w) for w in adapted_words], autojunk=False)
     kept: list[str] = []
     for op, b1, b2, a1, a2 in matcher.get_opcodes():
-        writes_term = any(
-            adapted_keys[i] in term_keys and (confidence is None or confidence[i] >= min_logprob) for i in range(a1, a2)
-        )
-        kept += adapted_words[a1:a2] if op == "equal" or writes_term else base_words[b1:b2]
+        if op == "equal":
+            kept += adapted_words[a1:a2]
+            continue
+        written = {
+            i: term
+            for i in range(a1, a2)
+            if (term := _as_term(adapted_words[i], terms)) is not None
+            and (confidence is None or confidence[i] >= min_logprob)
+            and not base_was_sure(b1, b2, a1, a2, i)
+        }
+        if not written:
+            kept += base_words[b1:b2]
+        elif b2 - b1 == a2 - a1:
+            kept += [written.get(i, base_words[b1 + i - a1]) for i in range(a1, a2)]
+        else:
+            kept += [written.get(i, adapted_words[i]) for i in range(a1, a2)]
     return " ".join(kept)

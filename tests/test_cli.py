@@ -51,9 +51,11 @@ def test_replay_learns_the_example_terms_and_writes_the_report(replayed):
     for dialog in report["dialogs"]:
         assert set(dialog) >= {"audio", "hypothesis", "label", "loss", "stepped"}
     summary = report["summary"]
-    assert summary["corrections"] == 7 and summary["steps"] == 2 and summary["pending"] == 0
-    spoken = next(d for d in report["dialogs"] if d["source"] == "spoken")
-    assert "Xochitl" in spoken["label"]  # "No, I said Xochitl. X, O, C, H, I, T, L." parsed and merged
+    assert summary["corrections"] == 6 and summary["steps"] == 2 and summary["pending"] == 0
+    # Row 7, after one update: the adapter already writes the name, and the spoken, spelled
+    # correction ("No, I said Xochitl. X, O, C, H, I, T, L.") says the same: a confirmation.
+    spoken = report["dialogs"][6]
+    assert "Xochitl" in spoken["hypothesis"] and spoken["label"] == spoken["hypothesis"] and spoken["source"] == "accepted"
     evaluation = report["eval"]["eval.jsonl"]
     assert {"before", "after", "metrics"} <= set(evaluation)
     before, after = evaluation["metrics"]["before"], evaluation["metrics"]["after"]

@@ -67,3 +67,42 @@ def test_an_unsure_term_does_not_override_the_base_model():
     assert guarded_text(base, adapted, ["Ceph"], sure, min_logprob=-1.0) == adapted
     assert guarded_text(base, adapted, ["Ceph"], [-5.0], min_logprob=-1.0) == adapted  # not one per word: trusted
     assert guarded_text(base, adapted, ["Ceph"], None, min_logprob=-1.0) == adapted
+
+
+def test_a_term_does_not_override_base_words_the_base_model_was_sure_of():
+    sure_base = [-0.07, -0.01, -0.02, -0.01, -0.05]  # "Seth": a word it knows, heard clearly
+    unsure_base = [-1.4, -0.01, -0.02, -0.01, -0.05]  # "Seth" for a name it does not know
+    adapted_confidence = [-0.5, -0.1, -0.1, -0.1, -0.1]
+    base, adapted = "Seth is fixing the bike.", "Ceph is fixing the bike."
+
+    def shown(base_confidence):
+        return guarded_text(base, adapted, ["Ceph"], adapted_confidence, -1.0, base_confidence, base_sure_logprob=-0.3)
+
+    assert shown(sure_base) == base
+    assert shown(unsure_base) == adapted
+    assert shown(None) == adapted  # nothing known of the base model's confidence: the term stands
+    # where word counts agree, each adapted word stands for its own base word, not the whole span
+    base, adapted = "Granny Bake to Pie for us.", "Gráinne baked a pie for us."
+    granny = [-0.15, -1.48, -0.14, -0.54, -0.19, -0.6]
+    assert guarded_text(base, adapted, ["Gráinne"], [-0.34, -0.06, -0.39, -0.17, -0.02, -0.01], -1.0, granny, -0.3) == "Granny Bake to pie for us."
+    # a name heard as two words ("Yana Check"): the two stand for it together
+    base, adapted = "Yana Check is my favorite.", "Janáček is my favorite."
+    assert guarded_text(base, adapted, ["Janáček"], [-0.3, -0.1, -0.1, -0.1], -1.0, [-0.2, -1.7, -0.1, -0.1, -0.1], -0.3) == adapted
+
+
+def test_a_near_miss_of_a_taught_term_is_the_term():
+    base, adapted = "My cousin's beak-n-f lives near the lake.", "My cousin's Bigniew lives near the lake."
+    assert guarded_text(base, adapted, ["Zbigniew"]) == "My cousin's Zbigniew lives near the lake."
+    assert guarded_text("Play the Devorjak.", "Play the Dvořá.", ["Dvořák"]) == "Play the Dvořák."  # accents aside
+    # two letters off, or a short term: not a near miss
+    assert guarded_text("The games were held in Sochi.", "The games were held in Xochi.", ["Xochitl"]) == "The games were held in Sochi."
+    assert guarded_text("The chef is here.", "The Cepf is here.", ["Ceph"]) == "The chef is here."
+    # the word itself is a taught term: kept as it is, never bent to another term one letter away
+    assert guarded_text("Call Tibo.", "Call Thibault.", ["Thiba-Ult", "Thibault"]) == "Call Thibault."
+
+
+def test_in_a_stretch_of_as_many_words_only_the_term_is_taken_from_the_adapter():
+    base, adapted = "Send the invoice to Zbigmyath before Friday.", "Cen Cian voiced his Bigniew before Friday."
+    assert guarded_text(base, adapted, ["Zbigniew"]) == "Send the invoice to Zbigniew before Friday."
+    # a different number of words: the adapter's reading of the stretch, as a whole
+    assert guarded_text("Yana Check is here.", "Janáček is here.", ["Janáček"]) == "Janáček is here."
