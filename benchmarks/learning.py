@@ -46,16 +46,20 @@ ROWS = {
     "encoder no-rejection": ({"mode": "encoder", "min_similarity": 0.0}, True, False),
     "encoder no-guard": ({"mode": "encoder", "term_guard": False}, True, False),
     "encoder guard w/o confidence": ({"mode": "encoder", "term_min_logprob": float("-inf")}, True, False),
+    "encoder guard w/o base confidence": ({"mode": "encoder", "base_sure_logprob": float("inf")}, True, False),
     "seed: lr 1e-5 x1 step": ({"mode": "encoder", "learning_rate": 1e-5, "inner_steps": 1}, True, False),
 }
 
 
 MAIN_ROWS = "plain,prompt,holler,logits,encoder,encoder+glossary,encoder no-guard"
+GUARD_ROWS = ",encoder guard w/o confidence,encoder guard w/o base confidence"
 SLICE_ROWS = {  # rows run on each slice by default
     "dev": ",".join(ROWS),
-    "dev2": MAIN_ROWS + ",encoder +self-attn,encoder guard w/o confidence",
-    "dev3": MAIN_ROWS + ",encoder guard w/o confidence",
+    "dev2": MAIN_ROWS + ",encoder +self-attn" + GUARD_ROWS,
+    "dev3": MAIN_ROWS + GUARD_ROWS,
+    "dev4": MAIN_ROWS + GUARD_ROWS,
     "heldout": MAIN_ROWS,  # never used for tuning
+    "heldout2": MAIN_ROWS,  # never used for tuning
 }
 
 

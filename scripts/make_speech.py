@@ -72,11 +72,27 @@ PRON = {
     "Wojciech": ("vˈOiʧɛk", "voy chek"),
     "Memcached": ("mˈɛmkæʃt", "mem cashed"),
     "Dvořák": ("dəvˈɔɹʒɑk", "dvor zhahk"),
+    # fourth dev slice (fifth session: dev and dev2 at 100 %, dev3 nearly; a fresh slice to tune on)
+    "Tadhg": ("tˈIɡ", "tige"),
+    "Gráinne": ("ɡɹˈɔnjə", "grawn ya"),
+    "Łukasz": ("wˈukɑʃ", "woo kash"),
+    "Cilium": ("sˈɪliəm", "silly um"),
+    "Dearbhla": ("dˈɛɹvlə", "derv la"),
+    "Thibault": ("tibˈO", "tee bow"),
+    # second held-out slice (fifth session, fixed before any tuning; never tuned on)
+    "Pádraig": ("pˈɔdɹɪɡ", "paw drig"),
+    "Chidi": ("ʧˈidi", "chee dee"),
+    "Zabbix": ("zˈæbɪks", "zab icks"),
+    "Yevgeny": ("jɛvɡˈɛni", "yev gennie"),
+    "Fionnuala": ("fɪnˈulə", "fin oola"),
+    "Nnamdi": ("nˈɑmdi", "nahm dee"),
 }
 DEV_TERMS = ["PostgreSQL", "Xochitl", "Tadeusz", "Nguyen", "Nginx", "Saoirse"]
 DEV2_TERMS = ["Aoife", "Caoimhe", "Przemek", "Grzegorz"]
 DEV3_TERMS = ["Oisín", "Zbigniew", "Janáček", "Ceph", "Ciarán"]
 HELDOUT_TERMS = ["Niamh", "Wojciech", "Memcached", "Dvořák"]
+DEV4_TERMS = ["Tadhg", "Gráinne", "Łukasz", "Cilium", "Dearbhla", "Thibault"]
+HELDOUT2_TERMS = ["Pádraig", "Chidi", "Zabbix", "Yevgeny", "Fionnuala", "Nnamdi"]
 
 # Per term: 4 training sentences (typed corrections) then 3 test sentences (never learned from).
 SENTENCES = {
@@ -270,6 +286,126 @@ SENTENCES = {
         "Dvořák is playing on the radio in the kitchen.",
         "The choir is rehearsing a Dvořák mass this spring.",
     ],
+    "Tadhg": [
+        "Tadhg fixed the leaking tap in the bathroom.",
+        "We left the spare keys with Tadhg.",
+        "Tadhg is driving the minibus to the match.",
+        "Have you met Tadhg from the finance team?",
+        # test
+        "Tadhg ordered pizza for the whole floor.",
+        "The new schedule was written by Tadhg.",
+        "I saw Tadhg at the bakery this morning.",
+    ],
+    "Gráinne": [
+        "Gráinne is leading the workshop on Thursday.",
+        "I borrowed a bicycle from Gráinne.",
+        "Gráinne planted roses along the fence.",
+        "The parcel for Gráinne arrived at noon.",
+        # test
+        "Gráinne will chair the committee next year.",
+        "We are meeting Gráinne for lunch downtown.",
+        "The poem was read aloud by Gráinne.",
+    ],
+    "Łukasz": [
+        "Łukasz repaired the printer in five minutes.",
+        "The train tickets are with Łukasz.",
+        "Łukasz cooked soup for the whole family.",
+        "Please remind Łukasz about the dentist.",
+        # test
+        "Łukasz is flying back from Krakow tonight.",
+        "I gave the old guitar to Łukasz.",
+        "Łukasz won the office quiz again.",
+    ],
+    "Cilium": [
+        "Cilium handles the network policies in the cluster.",
+        "We replaced the old plugin with Cilium.",
+        "Cilium dropped packets after the upgrade.",
+        "The team is testing Cilium on staging.",
+        # test
+        "Check the Cilium agent logs on every node.",
+        "Cilium makes the service mesh much simpler.",
+        "Our firewall rules now live in Cilium.",
+    ],
+    "Dearbhla": [
+        "Dearbhla booked the flights to Rome.",
+        "The keys to the van are with Dearbhla.",
+        "Dearbhla is teaching the new hires today.",
+        "We all signed a card for Dearbhla.",
+        # test
+        "Dearbhla painted the mural in the lobby.",
+        "Send the final budget to Dearbhla.",
+        "My sister and Dearbhla went hiking.",
+    ],
+    "Thibault": [
+        "Thibault baked bread for the street party.",
+        "The conference badge belongs to Thibault.",
+        "Thibault is moving to a flat near the park.",
+        "Could you call Thibault after dinner?",
+        # test
+        "Thibault forgot his umbrella on the bus.",
+        "We are waiting for Thibault at the cinema.",
+        "The wine was chosen by Thibault.",
+    ],
+    "Pádraig": [
+        "Pádraig mowed the lawn before the rain.",
+        "The tickets were sold out before Pádraig arrived.",
+        "Pádraig is cooking lamb for Sunday lunch.",
+        "Leave the drill with Pádraig next door.",
+        # test
+        "Pádraig plays the fiddle in a pub band.",
+        "We asked Pádraig to lead the tour.",
+        "The boat belongs to Pádraig and his brother.",
+    ],
+    "Chidi": [
+        "Chidi is presenting the quarterly numbers.",
+        "I lent my charger to Chidi.",
+        "Chidi found a great apartment near work.",
+        "The report was checked by Chidi twice.",
+        # test
+        "Chidi ran the marathon in under four hours.",
+        "Tell Chidi the meeting moved to Friday.",
+        "Chidi and his wife opened a bakery.",
+    ],
+    "Zabbix": [
+        "Zabbix sent an alert about the disk space.",
+        "We monitor every router with Zabbix.",
+        "Zabbix stopped collecting data last night.",
+        "The dashboard in Zabbix shows high memory use.",
+        # test
+        "Add the new database server to Zabbix.",
+        "Zabbix flagged a spike in network traffic.",
+        "I muted the noisy Zabbix triggers.",
+    ],
+    "Yevgeny": [
+        "Yevgeny is translating the manual into Russian.",
+        "The chess set was a gift from Yevgeny.",
+        "Yevgeny missed the bus this morning.",
+        "Please introduce Yevgeny to the new client.",
+        # test
+        "Yevgeny fixed the heating in the office.",
+        "We celebrated the launch with Yevgeny.",
+        "Yevgeny speaks four languages fluently.",
+    ],
+    "Fionnuala": [
+        "Fionnuala sings in the church choir.",
+        "The garden was designed by Fionnuala.",
+        "Fionnuala is visiting her aunt in Galway.",
+        "I still owe Fionnuala a coffee.",
+        # test
+        "Fionnuala wrote the opening speech.",
+        "Ask Fionnuala where the spare chairs are.",
+        "Fionnuala adopted a puppy last week.",
+    ],
+    "Nnamdi": [
+        "Nnamdi coaches the junior football team.",
+        "The laptop on the desk belongs to Nnamdi.",
+        "Nnamdi is flying to Lagos on Friday.",
+        "We asked Nnamdi to review the contract.",
+        # test
+        "Nnamdi cooked jollof rice for the party.",
+        "I met Nnamdi at the train station.",
+        "Nnamdi repainted the kitchen last weekend.",
+    ],
 }
 N_TRAIN = 4
 
@@ -305,6 +441,22 @@ SPOKEN = {
         ("Memcached", "The login service talks to Memcached directly.",
          "The login service talks to Memcached directly."),
     ],
+    "dev4": [
+        ("Thibault", "Thibault is bringing the drinks tonight.",
+         "No, I said Thibault. T, H, I, B, A, U, L, T."),
+        ("Cilium", "Restart Cilium on the worker nodes.",
+         "No, I meant Cilium."),
+        ("Tadhg", "Tadhg locked the office on Friday.",
+         "Tadhg locked the office on Friday."),
+    ],
+    "heldout2": [
+        ("Chidi", "Chidi is hosting the book club this month.",
+         "No, I said Chidi. C, H, I, D, I."),
+        ("Zabbix", "The Zabbix server needs more memory.",
+         "No, I meant Zabbix."),
+        ("Fionnuala", "Fionnuala is bringing dessert on Saturday.",
+         "Fionnuala is bringing dessert on Saturday."),
+    ],
 }
 
 # Accepted dialogs: ordinary sentences base tiny.en gets right (no correction typed).
@@ -329,6 +481,16 @@ ACCEPTED = {
         "Could you close the window before it starts raining?",
         "My phone battery dies every afternoon.",
         "I usually walk to work when the weather is nice.",
+    ],
+    "dev4": [
+        "The bus was late again this morning.",
+        "Please close the window when you leave.",
+        "We need more chairs for the meeting.",
+    ],
+    "heldout2": [
+        "The soup is too hot to eat.",
+        "My phone battery died at lunch.",
+        "The shop opens at nine tomorrow.",
     ],
 }
 
@@ -372,6 +534,31 @@ SOUNDALIKE = [
     ("Ceph", "Put the money in the safe."),
     ("Ciarán", "Here on the table is your coffee."),
     ("Ciarán", "Kira and her dog went for a walk."),
+    # fifth session: dev4 and heldout2
+    ("Tadhg", "The price tag was still on the coat."),
+    ("Tadhg", "The tiger slept in the shade."),
+    ("Gráinne", "Granny baked a pie for us."),
+    ("Gráinne", "The grain silo is almost full."),
+    ("Łukasz", "Lucas is painting the fence."),
+    ("Łukasz", "Look, a shooting star over the hill."),
+    ("Cilium", "The silly dog chased its own tail."),
+    ("Cilium", "Silicon chips are getting cheaper."),
+    ("Dearbhla", "Darla called me this morning."),
+    ("Dearbhla", "The derby was exciting this year."),
+    ("Thibault", "The tea bowl cracked in the oven."),
+    ("Thibault", "Tibet is very high above the sea."),
+    ("Pádraig", "Patrick is driving us home."),
+    ("Pádraig", "The paddock was full of horses."),
+    ("Chidi", "The cheetah ran across the plain."),
+    ("Chidi", "That was a cheeky answer."),
+    ("Zabbix", "The zebra was eating grass."),
+    ("Zabbix", "Sam picks the songs tonight."),
+    ("Yevgeny", "Even Jenny came to the party."),
+    ("Yevgeny", "You have gotten so tall."),
+    ("Fionnuala", "Fiona lost her umbrella."),
+    ("Fionnuala", "The final list is ready."),
+    ("Nnamdi", "Name the day and I will come."),
+    ("Nnamdi", "Name the dog Max."),
 ]
 
 GENERAL = [
@@ -556,7 +743,8 @@ def build_benchmark(out: Path, r: Renderer) -> list[str]:
     clips = out / "clips"
     files = []
     for split, terms in (("dev", DEV_TERMS), ("dev2", DEV2_TERMS), ("dev3", DEV3_TERMS),
-                          ("heldout", HELDOUT_TERMS)):
+                          ("heldout", HELDOUT_TERMS),
+                          ("dev4", DEV4_TERMS), ("heldout2", HELDOUT2_TERMS)):
         # training dialogs: typed corrections, interleaved across terms
         typed = []
         for term in terms:
