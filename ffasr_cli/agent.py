@@ -136,7 +136,8 @@ class ASRAgent:
           and the cache holds it.
         - the term guard (``decoding.term_guard``, ``guard.py``): the adapted words stand only
           where they agree with the base model or write a term a correction taught, with
-          confidence (``decoding.term_min_logprob``).
+          confidence (``decoding.term_min_logprob``), over words the base model was unsure of
+          (``decoding.base_sure_logprob``).
         Before the first update the adapter is the identity: one decode.
         """
         mel, features = encode(self.model, samples, options.fp16)
@@ -152,8 +153,9 @@ class ASRAgent:
             return base
         d = self.config.decoding
         text = guarded_text(
-            base.text, capture.text, self.taught_terms, self._word_logprobs(capture), d.term_min_logprob, self._word_logprobs(base), d.base_sure_logprob
-        )
+            base.text, capture.text, self.taught_terms,
+            self._word_logprobs(capture), d.term_min_logprob, self._word_logprobs(base), d.base_sure_logprob,
+        )  # fmt: skip
         return dataclasses.replace(capture, text=text)
 
     def _word_logprobs(self, capture: WindowCapture) -> list[float] | None:

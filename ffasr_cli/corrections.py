@@ -294,8 +294,9 @@ def parse_spoken_correction(spoken: str, hypothesis: str, attempt: str | None = 
     A short correction (at most five words and about half the hypothesis) is merged into the
     span of the hypothesis it is most similar to in characters; "not X, Y" merges Y where X
     was heard, and a spelled word where the words it replaced were ("so cheetal. X-O-C-H-I-T-L"
-    where "Sochi at all" was heard). A longer correction, or one that matches no span, is the whole label; its first
-    letter is capitalized when the hypothesis starts with a capital (the user spoke a sentence).
+    where "Sochi at all" was heard). A longer correction, or one that matches no span, is the
+    whole label; its first letter is capitalized when the hypothesis starts with a capital (the
+    user spoke a sentence).
     ``attempt``, the adapter's own reading when the term guard showed another, helps find the
     span (``_span_where``). Raises CorrectionRejected when nothing is left to learn from ("No.").
     """

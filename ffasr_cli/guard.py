@@ -66,9 +66,9 @@ def _one_edit_apart(a: str, b: str) -> bool:
     return a[start + (len(a) == len(b)) :] == b[start + 1 :]
 
 
-def _as_term(word: str, terms: Sequence[str]) -> str | None:
+def _as_term(word: str, terms: Sequence[str], term_keys: set[str]) -> str | None:
     """The taught term ``word`` writes: itself, or one letter off ("Bigniew" for "Zbigniew"); None if neither."""
-    if word_key(word) in {word_key(t) for t in terms}:
+    if word_key(word) in term_keys:
         return word
     letters = _letters(word)
     for term in terms:
@@ -98,6 +98,7 @@ def guarded_text(
     words, the words are taken one by one: the taught terms from ``adapted``, the rest from ``base``.
     """
     terms = list(terms)
+    term_keys = {word_key(t) for t in terms}
     base_words, adapted_words = base.split(), adapted.split()
     if confidence is not None and len(confidence) != len(adapted_words):
         confidence = None
@@ -120,7 +121,7 @@ def guarded_text(
         written = {
             i: term
             for i in range(a1, a2)
-            if (term := _as_term(adapted_words[i], terms)) is not None
+            if (term := _as_term(adapted_words[i], terms, term_keys)) is not None
             and (confidence is None or confidence[i] >= min_logprob)
             and not base_was_sure(b1, b2, a1, a2, i)
         }
