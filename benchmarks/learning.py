@@ -58,8 +58,10 @@ SLICE_ROWS = {  # rows run on each slice by default
     "dev2": MAIN_ROWS + ",encoder +self-attn" + GUARD_ROWS,
     "dev3": MAIN_ROWS + GUARD_ROWS,
     "dev4": MAIN_ROWS + GUARD_ROWS,
+    "dev5": MAIN_ROWS + GUARD_ROWS,
     "heldout": MAIN_ROWS,  # never used for tuning
     "heldout2": MAIN_ROWS,  # never used for tuning
+    "heldout3": MAIN_ROWS,  # never used for tuning
 }
 
 
@@ -105,7 +107,32 @@ def run_row(args: tuple) -> dict:
         "row": name, "slice": slice_name, "seconds": round(time.perf_counter() - started, 1), "metrics": after,
         "updates": summary.get("steps"), "rolled_back": summary.get("rolled_back"), "update_seconds": summary.get("total_update_seconds"),
         "rejected": summary.get("rejected"), "terms": summary.get("learned_terms"), "curve": report.get("curve", []),
+        "errors": errors(report, data / f"terms_{slice_name}.jsonl"),
     }  # fmt: skip
+
+
+def errors(report: dict, terms_file: Path) -> dict:
+    """What went wrong, sentence by sentence: the row's numbers say how often, this says where.
+
+    Per eval file, the (reference, hypothesis) pairs that miss a term said or hold a term of the
+    slice not said; and the training labels that differ from the reference (a misheard spoken
+    correction teaches the wrong thing).
+    """
+    from ffasr_cli.dialogs import read_eval
+    from ffasr_cli.evaluate import contains_term, normalize
+
+    terms = {t for row in read_eval(terms_file) for t in row.terms} if terms_file.exists() else set()
+    wrong = {}
+    for file, entry in report["eval"].items():
+        rows = [(r["reference"], r["hypothesis"]) for r in entry.get("after", [])]
+        bad = [(ref, hyp) for ref, hyp in rows if any(contains_term(ref, t) != contains_term(hyp, t) for t in terms)]
+        if bad:
+            wrong[file] = bad
+    labels = [(d["reference"], d["label"]) for d in report.get("dialogs", [])
+              if d.get("label") and d.get("reference") and normalize(d["label"]) != normalize(d["reference"])]  # fmt: skip
+    if labels:
+        wrong["training labels"] = labels
+    return wrong
 
 
 def any_term_insertions(rows: list[dict], terms_file: Path) -> int:

@@ -86,6 +86,27 @@ PRON = {
     "Yevgeny": ("jɛvɡˈɛni", "yev gennie"),
     "Fionnuala": ("fɪnˈulə", "fin oola"),
     "Nnamdi": ("nˈɑmdi", "nahm dee"),
+    # fifth dev slice (sixth session: the earlier slices at 94-100 %; fixed before any tuning,
+    # kept terms assigned to dev5 / heldout3 by a seeded coin)
+    "Cathal": ("kˈɑhəl", "ka hal"),
+    "Róisín": ("ɹOʃˈin", "ro sheen"),
+    "Wiesław": ("vjˈɛswɑf", "vyes wahf"),
+    "Ailbhe": ("ˈælvə", "alva"),
+    "Bożena": ("bɔʒˈɛnɑ", "bo zhen na"),
+    "Oluwaseun": ("ˌOluwɑʃˈɛun", "oh loo wah sheh oon"),
+    "Odhrán": ("ˈOɹɔn", "oh rawn"),
+    "Velero": ("vəlˈɛɹO", "veh lair oh"),
+    "Bláithín": ("blɔhˈin", "blaw heen"),
+    "Szczepan": ("ʃʧˈɛpɑn", "shcheh pan"),
+    # third held-out slice (sixth session, fixed before any tuning; never tuned on)
+    "Krzysztof": ("kʃˈɪʃtɔf", "kshish toff"),
+    "Małgorzata": ("mˌWɡɔʒˈɑtɑ", "mow go zhah ta"),
+    "Tekton": ("tˈɛktɔn", "tek ton"),
+    "Ngozi": ("ŋɡˈOzi", "n go zee"),
+    "Sadhbh": ("sˈIv", "sive"),
+    "Jędrzej": ("jˈɛnʤɛj", "yen jay"),
+    "Thandiwe": ("tɑndˈiwA", "tan dee way"),
+    "Clodagh": ("klˈOdə", "clo da"),
 }
 DEV_TERMS = ["PostgreSQL", "Xochitl", "Tadeusz", "Nguyen", "Nginx", "Saoirse"]
 DEV2_TERMS = ["Aoife", "Caoimhe", "Przemek", "Grzegorz"]
@@ -93,6 +114,9 @@ DEV3_TERMS = ["Oisín", "Zbigniew", "Janáček", "Ceph", "Ciarán"]
 HELDOUT_TERMS = ["Niamh", "Wojciech", "Memcached", "Dvořák"]
 DEV4_TERMS = ["Tadhg", "Gráinne", "Łukasz", "Cilium", "Dearbhla", "Thibault"]
 HELDOUT2_TERMS = ["Pádraig", "Chidi", "Zabbix", "Yevgeny", "Fionnuala", "Nnamdi"]
+DEV5_TERMS = ["Cathal", "Róisín", "Wiesław", "Ailbhe", "Bożena", "Oluwaseun", "Odhrán", "Velero", "Bláithín",
+              "Szczepan"]
+HELDOUT3_TERMS = ["Krzysztof", "Małgorzata", "Tekton", "Ngozi", "Sadhbh", "Jędrzej", "Thandiwe", "Clodagh"]
 
 # Per term: 4 training sentences (typed corrections) then 3 test sentences (never learned from).
 SENTENCES = {
@@ -406,6 +430,186 @@ SENTENCES = {
         "I met Nnamdi at the train station.",
         "Nnamdi repainted the kitchen last weekend.",
     ],
+    "Cathal": [
+        "Cathal is driving the kids to football practice.",
+        "We borrowed the lawn mower from Cathal.",
+        "Cathal built the new shelves in the garage.",
+        "Please send the signed contract to Cathal tonight.",
+        # test
+        "Cathal repaired the gate in the back garden.",
+        "Could you ask Cathal about the parking permit?",
+        "The best soup in town is made by Cathal.",
+    ],
+    "Róisín": [
+        "Róisín booked the cottage for the long weekend.",
+        "I left a message for Róisín at reception.",
+        "Róisín makes the best lemon cake in the office.",
+        "Everyone loved the photos that Róisín took.",
+        # test
+        "Róisín is teaching the piano class tonight.",
+        "We met Róisín at the market on Saturday.",
+        "The pub quiz was won by Róisín.",
+    ],
+    "Wiesław": [
+        "Wiesław runs the bakery on the corner.",
+        "We gave the old sofa to Wiesław.",
+        "Wiesław is picking up the pizza tonight.",
+        "Could you call Wiesław about the boiler?",
+        # test
+        "Wiesław cleaned the gutters before the storm.",
+        "I saw Wiesław at the bus stop this morning.",
+        "The broken lamp was fixed by Wiesław.",
+    ],
+    "Ailbhe": [
+        "Ailbhe found my lost wallet on the train.",
+        "The invitations were designed by Ailbhe.",
+        "I am meeting Ailbhe for a run at seven.",
+        "Ailbhe has the keys to the storage room.",
+        # test
+        "Ailbhe is running the bake sale this year.",
+        "We bought a card for Ailbhe and her husband.",
+        "The last train ticket went to Ailbhe.",
+    ],
+    "Bożena": [
+        "Bożena is watering the tomatoes in the greenhouse.",
+        "We bought fresh eggs from Bożena at the farm.",
+        "Bożena sang at the wedding on Saturday.",
+        "The old piano was a present from Bożena.",
+        # test
+        "Bożena is knitting a scarf for her grandson.",
+        "Please tell Bożena that dinner is ready.",
+        "The best photos of the trip came from Bożena.",
+    ],
+    "Oluwaseun": [
+        "Oluwaseun is moving to Manchester in the spring.",
+        "I sent the slides to Oluwaseun last night.",
+        "Oluwaseun fixed the bug on the login page.",
+        "The football match was refereed by Oluwaseun.",
+        # test
+        "Oluwaseun is leading the design review today.",
+        "We had lunch with Oluwaseun near the river.",
+        "The new budget was approved by Oluwaseun.",
+    ],
+    "Odhrán": [
+        "Odhrán walked the dog along the beach.",
+        "We are saving a seat for Odhrán.",
+        "Odhrán finished the crossword before breakfast.",
+        "Please give the spare helmet to Odhrán.",
+        # test
+        "Odhrán is cooking pasta for the whole team.",
+        "I lent my bicycle to Odhrán last week.",
+        "The lost keys were found by Odhrán.",
+    ],
+    "Velero": [
+        "Velero copies the volume snapshots to the bucket.",
+        "We tested a full restore from Velero yesterday.",
+        "Velero skipped two namespaces in the last backup.",
+        "The disaster recovery plan depends on Velero.",
+        # test
+        "Velero backs up the cluster every night.",
+        "We restored the lost volume with Velero this morning.",
+        "The nightly backup job failed in Velero.",
+    ],
+    "Bláithín": [
+        "Bláithín is organizing the office Christmas party.",
+        "I lent my umbrella to Bláithín this morning.",
+        "Bláithín sings in a folk band on weekends.",
+        "The flowers on the table are from Bláithín.",
+        # test
+        "Bláithín is starting a new job on Monday.",
+        "I had coffee with Bláithín after the meeting.",
+        "The funny birthday card came from Bláithín.",
+    ],
+    "Szczepan": [
+        "Szczepan is painting the hallway this weekend.",
+        "We hired Szczepan to fix the roof.",
+        "Szczepan brought fresh apples from his garden.",
+        "Please leave the ladder with Szczepan.",
+        # test
+        "Szczepan fixed the heating in the basement.",
+        "We are meeting Szczepan at the café downtown.",
+        "The blue van belongs to Szczepan.",
+    ],
+    "Krzysztof": [
+        "Krzysztof is cooking dinner for his parents tonight.",
+        "We waited for Krzysztof outside the cinema.",
+        "Krzysztof plays the guitar in a jazz band.",
+        "The meeting notes were sent by Krzysztof.",
+        # test
+        "Krzysztof drove the kids to school today.",
+        "I borrowed a tent from Krzysztof for the trip.",
+        "The new office plants were a gift from Krzysztof.",
+    ],
+    "Małgorzata": [
+        "Małgorzata teaches French at the local school.",
+        "I bought a painting from Małgorzata last year.",
+        "Małgorzata is flying to Warsaw on Thursday.",
+        "The hotel was booked by Małgorzata.",
+        # test
+        "Małgorzata is baking bread for the market.",
+        "We asked Małgorzata to read the final draft.",
+        "The lovely garden belongs to Małgorzata.",
+    ],
+    "Tekton": [
+        "Tekton pushed the new image to the registry.",
+        "Our nightly builds now run on Tekton.",
+        "Tekton timed out during the integration tests.",
+        "Add a lint step to the Tekton pipeline.",
+        # test
+        "Tekton runs the build pipeline for every commit.",
+        "We moved the release jobs to Tekton last month.",
+        "The failed test was reported by Tekton.",
+    ],
+    "Ngozi": [
+        "Ngozi is teaching a cooking class on Saturday.",
+        "We sent flowers to Ngozi after the surgery.",
+        "Ngozi found the bug in the payment code.",
+        "The tickets for the concert are with Ngozi.",
+        # test
+        "Ngozi is flying home to Lagos tonight.",
+        "Ask Ngozi about the new parking rules.",
+        "The quarterly report was written by Ngozi.",
+    ],
+    "Sadhbh": [
+        "Sadhbh walks her dog by the canal every morning.",
+        "We are visiting Sadhbh in the hospital tomorrow.",
+        "Sadhbh knitted a blue hat for the baby.",
+        "The quiz questions were written by Sadhbh.",
+        # test
+        "Sadhbh is bringing the cake to the party.",
+        "I asked Sadhbh to check the train times.",
+        "The spare umbrella belongs to Sadhbh.",
+    ],
+    "Jędrzej": [
+        "Jędrzej fixed the wobbly table in the kitchen.",
+        "I lent my camera to Jędrzej for the weekend.",
+        "Jędrzej is cooking pierogi for the whole team.",
+        "The new recipe came from Jędrzej.",
+        # test
+        "Jędrzej is training for the city marathon.",
+        "Ask Jędrzej to bring the extra chairs.",
+        "The whole presentation was prepared by Jędrzej.",
+    ],
+    "Thandiwe": [
+        "Thandiwe booked the train tickets to Cape Town.",
+        "We are celebrating with Thandiwe after work.",
+        "Thandiwe runs the youth choir at church.",
+        "The final design was approved by Thandiwe.",
+        # test
+        "Thandiwe is presenting the sales figures today.",
+        "I met Thandiwe at the bookshop on Friday.",
+        "The painting in the hall is by Thandiwe.",
+    ],
+    "Clodagh": [
+        "Clodagh is learning to play the cello.",
+        "We bought a leaving present for Clodagh.",
+        "Clodagh fixed the projector before the talk.",
+        "The kitchen tiles were chosen by Clodagh.",
+        # test
+        "Clodagh booked a table for eight people.",
+        "I think Clodagh left her phone in the car.",
+        "The garden party was organized by Clodagh.",
+    ],
 }
 N_TRAIN = 4
 
@@ -457,6 +661,22 @@ SPOKEN = {
         ("Fionnuala", "Fionnuala is bringing dessert on Saturday.",
          "Fionnuala is bringing dessert on Saturday."),
     ],
+    "dev5": [
+        ("Cathal", "Cathal is bringing the barbecue on Sunday.",
+         "No, I said Cathal. C, A, T, H, A, L."),
+        ("Velero", "Run a Velero backup before the upgrade.",
+         "No, sorry, I meant Velero."),
+        ("Róisín", "Róisín took the late train to Cork.",
+         "Róisín took the late train to Cork."),
+    ],
+    "heldout3": [
+        ("Ngozi", "Ngozi is hosting the team lunch tomorrow.",
+         "No, I said Ngozi. N, G, O, Z, I."),
+        ("Tekton", "The Tekton trigger fired twice this morning.",
+         "No, sorry, I meant Tekton."),
+        ("Clodagh", "Clodagh is bringing the salad on Friday.",
+         "Clodagh is bringing the salad on Friday."),
+    ],
 }
 
 # Accepted dialogs: ordinary sentences base tiny.en gets right (no correction typed).
@@ -491,6 +711,16 @@ ACCEPTED = {
         "The soup is too hot to eat.",
         "My phone battery died at lunch.",
         "The shop opens at nine tomorrow.",
+    ],
+    "dev5": [
+        "The parking lot is full this morning.",
+        "I will call you right after the meeting.",
+        "The kettle is on the kitchen counter.",
+    ],
+    "heldout3": [
+        "The train was very crowded today.",
+        "Please put the milk in the fridge.",
+        "We walked home after the film.",
     ],
 }
 
@@ -559,6 +789,43 @@ SOUNDALIKE = [
     ("Fionnuala", "The final list is ready."),
     ("Nnamdi", "Name the day and I will come."),
     ("Nnamdi", "Name the dog Max."),
+    # sixth session: dev5 and heldout3
+    ("Cathal", "Carl helped me move the sofa upstairs."),
+    ("Cathal", "The cattle are sleeping in the old barn."),
+    ("Róisín", "Rosie is walking the dog."),
+    ("Róisín", "We planted a rose in the front garden."),
+    ("Wiesław", "Yes, we have fresh waffles."),
+    ("Wiesław", "The blue vest was hanging on the chair."),
+    ("Ailbhe", "The alpha version is ready for testing."),
+    ("Ailbhe", "Half a loaf is better than none."),
+    ("Bożena", "Both Jenna and Anna are coming tonight."),
+    ("Bożena", "We drove to Modena last summer."),
+    ("Oluwaseun", "All of us went home early after the game."),
+    ("Oluwaseun", "Oliver washed the dishes after dinner."),
+    ("Odhrán", "The orange juice in the fridge is cold."),
+    ("Odhrán", "Oh, Ron called you back this morning."),
+    ("Velero", "Valerie is bringing dessert."),
+    ("Velero", "Very low clouds covered the hills."),
+    ("Bláithín", "Blaming him will not help anyone."),
+    ("Bláithín", "Blowing bubbles is fun."),
+    ("Szczepan", "Steven is fixing the sink in the kitchen."),
+    ("Szczepan", "Chop the onions for the soup."),
+    ("Krzysztof", "Christopher is reading a book."),
+    ("Krzysztof", "Chris is stopping by the office later."),
+    ("Małgorzata", "I ordered a margarita at the bar."),
+    ("Małgorzata", "Mal got a new car last week."),
+    ("Tekton", "The tectonic plates are moving slowly."),
+    ("Tekton", "Tech support called me back this morning."),
+    ("Ngozi", "Go easy on the new guy."),
+    ("Ngozi", "Go see the doctor about your cough."),
+    ("Sadhbh", "Drain the pasta in the sieve over the sink."),
+    ("Sadhbh", "Clive is cooking dinner tonight."),
+    ("Jędrzej", "Angie is coming over for lunch today."),
+    ("Jędrzej", "Yes, Jane will drive us home tonight."),
+    ("Thandiwe", "Sandy went away for the weekend."),
+    ("Thandiwe", "Andy was on his way to work."),
+    ("Clodagh", "Claudia is working from home today."),
+    ("Clodagh", "Close the door, please, it is cold."),
 ]
 
 GENERAL = [
@@ -744,7 +1011,8 @@ def build_benchmark(out: Path, r: Renderer) -> list[str]:
     files = []
     for split, terms in (("dev", DEV_TERMS), ("dev2", DEV2_TERMS), ("dev3", DEV3_TERMS),
                           ("heldout", HELDOUT_TERMS),
-                          ("dev4", DEV4_TERMS), ("heldout2", HELDOUT2_TERMS)):
+                          ("dev4", DEV4_TERMS), ("heldout2", HELDOUT2_TERMS),
+                          ("dev5", DEV5_TERMS), ("heldout3", HELDOUT3_TERMS)):
         # training dialogs: typed corrections, interleaved across terms
         typed = []
         for term in terms:
