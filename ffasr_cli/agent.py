@@ -33,7 +33,7 @@ from .capture import WindowCapture, decode_window, encode
 from .config import Config, load_config
 from .corrections import check_correction, holds_spelling, learned_terms
 from .errors import CorrectionRejected, FfasrError
-from .guard import guarded_text, word_logprobs
+from .guard import guarded_text, misheard_as, word_logprobs
 from .lora import disabled_adapters
 from .models import default_device, load_model
 from .modes import MODES, Target
@@ -105,6 +105,7 @@ class ASRAgent:
         self.canaries: deque[Example] = deque(maxlen=t.canary_size)
         self.glossary: list[str] = []
         self.taught_terms: set[str] = set()  # words corrections taught: the term guard lets the adapter write only these
+        self.misheard: dict[str, set[str]] = {}  # taught term (key) -> the words corrections of it replaced, for the guard
         self.steps = 0
         self.last_update: UpdateResult | None = None
 
@@ -137,7 +138,8 @@ class ASRAgent:
         - the term guard (``decoding.term_guard``, ``guard.py``): the adapted words stand only
           where they agree with the base model or write a term a correction taught, with
           confidence (``decoding.term_min_logprob``), over words the base model was unsure of
-          (``decoding.base_sure_logprob``).
+          (``decoding.base_sure_logprob``) or that a correction of the term replaced
+          (``decoding.misheard_min_logprob``).
         Before the first update the adapter is the identity: one decode.
         """
         mel, features = encode(self.model, samples, options.fp16)
@@ -155,6 +157,7 @@ class ASRAgent:
         text = guarded_text(
             base.text, capture.text, self.taught_terms,
             self._word_logprobs(capture), d.term_min_logprob, self._word_logprobs(base), d.base_sure_logprob,
+            self.misheard, d.misheard_min_logprob,
         )  # fmt: skip
         return dataclasses.replace(capture, text=text)
 
@@ -266,9 +269,19 @@ class ASRAgent:
         if self.accumulated != len(self.pending):  # gradients were dropped (an interrupted update)
             self._recompute_gradients()
         (example.loss,) = self._backward([example])
-        self.taught_terms.update(learned_terms(example.hypothesis, example.label))
+        self.note_correction(example.hypothesis, example.label)
         self.pending.append(example)
         self.accumulated += 1
+
+    def note_correction(self, hypothesis: str, label: str) -> None:
+        """Tell the term guard what a correction taught: its terms, and the words they replaced."""
+        self.taught_terms.update(learned_terms(hypothesis, label))
+        self.note_misheard(hypothesis, label)
+
+    def note_misheard(self, hypothesis: str, label: str) -> None:
+        """Remember which words of ``hypothesis`` the terms of ``label`` replaced (``guard.misheard_as``)."""
+        for term, words in misheard_as(hypothesis, label).items():
+            self.misheard.setdefault(term, set()).update(words)
 
     def _recompute_gradients(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)

@@ -63,6 +63,10 @@ class DecodingConfig:
     # ...and never over base-model words whose every token it picked with at least this
     # log-probability (e^-0.3 = 0.74): a sure base model heard a word it knows ("Seth", "Granny").
     base_sure_logprob: float = -0.3
+    # ...except over the very words a correction of the term replaced ("Valero" for Velero): the
+    # user said those were the term, so the base model's sureness does not count there and the
+    # term needs only this log-probability (tuning.md, sixth session).
+    misheard_min_logprob: float = -2.0
     compression_ratio_threshold: float = 2.4  # above: a repetition loop; that window is decoded again without the adapter
     silence_dbfs: float = -50.0  # quieter than this everywhere: nothing was said
 

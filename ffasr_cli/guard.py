@@ -30,10 +30,10 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from difflib import SequenceMatcher
 
-from .corrections import word_key
+from .corrections import STOPWORDS, learned_terms, word_key
 
 
 def word_logprobs(pieces: Sequence[str], logprobs: Sequence[float]) -> list[float]:
@@ -78,6 +78,23 @@ def _as_term(word: str, terms: Sequence[str], term_keys: set[str]) -> str | None
     return None
 
 
+def misheard_as(hypothesis: str, label: str) -> dict[str, set[str]]:
+    """For each term the label taught (``learned_terms``), the keys of the words it replaced in the hypothesis.
+
+    Function words are left out: "at" in "Tadhg at" → "Ty get at" says nothing about Tadhg.
+    """
+    keys = {word_key(t) for t in learned_terms(hypothesis, label)}
+    heard, said = hypothesis.split(), label.split()
+    matcher = SequenceMatcher(None, [word_key(w) for w in heard], [word_key(w) for w in said], autojunk=False)
+    found: dict[str, set[str]] = {}
+    for op, h1, h2, s1, s2 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        for term in {word_key(w) for w in said[s1:s2]} & keys:
+            found.setdefault(term, set()).update(k for w in heard[h1:h2] if (k := word_key(w)) and k not in STOPWORDS)
+    return found
+
+
 def guarded_text(
     base: str,
     adapted: str,
@@ -86,6 +103,8 @@ def guarded_text(
     min_logprob: float = -math.inf,
     base_confidence: Sequence[float] | None = None,
     base_sure_logprob: float = math.inf,
+    heard_as: Mapping[str, set[str]] | None = None,
+    heard_min_logprob: float | None = None,
 ) -> str:
     """``adapted`` where it agrees with ``base`` or confidently writes one of ``terms``; ``base`` elsewhere.
 
@@ -105,12 +124,24 @@ def guarded_text(
     if base_confidence is not None and len(base_confidence) != len(base_words):
         base_confidence = None
 
-    def base_was_sure(b1: int, b2: int, a1: int, a2: int, i: int) -> bool:
-        """Whether the base words adapted word ``i`` stands for were all picked surely (one for one where the counts agree)."""
-        if base_confidence is None or b1 == b2:
-            return False
-        stands_for = [b1 + i - a1] if b2 - b1 == a2 - a1 else range(b1, b2)
-        return min(base_confidence[j] for j in stands_for) >= base_sure_logprob
+    heard_as = heard_as or {}
+
+    def stands_for(b1: int, b2: int, a1: int, a2: int, i: int) -> list[int]:
+        """The base words adapted word ``i`` stands for (one for one where the counts agree)."""
+        return [b1 + i - a1] if b2 - b1 == a2 - a1 else list(range(b1, b2))
+
+    def misheard(term: str, words: list[int]) -> bool:
+        """Whether the base model wrote what a correction of ``term`` replaced."""
+        known = heard_as.get(word_key(term), set())
+        return bool(words) and all(word_key(base_words[j]) in known or word_key(base_words[j]) in STOPWORDS for j in words) and any(
+            word_key(base_words[j]) in known for j in words)
+
+    def stands(term: str, b1: int, b2: int, a1: int, a2: int, i: int) -> bool:
+        words = stands_for(b1, b2, a1, a2, i)
+        if heard_min_logprob is not None and misheard(term, words):
+            return confidence is None or confidence[i] >= heard_min_logprob
+        sure = base_confidence is not None and bool(words) and min(base_confidence[j] for j in words) >= base_sure_logprob
+        return (confidence is None or confidence[i] >= min_logprob) and not sure
 
     matcher = SequenceMatcher(None, [word_key(w) for w in base_words], [word_key(w) for w in adapted_words], autojunk=False)
     kept: list[str] = []
@@ -121,9 +152,7 @@ def guarded_text(
         written = {
             i: term
             for i in range(a1, a2)
-            if (term := _as_term(adapted_words[i], terms, term_keys)) is not None
-            and (confidence is None or confidence[i] >= min_logprob)
-            and not base_was_sure(b1, b2, a1, a2, i)
+            if (term := _as_term(adapted_words[i], terms, term_keys)) is not None and stands(term, b1, b2, a1, a2, i)
         }
         if not written:
             kept += base_words[b1:b2]

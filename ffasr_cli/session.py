@@ -85,6 +85,9 @@ class Session:
                 self.store.set_status([entry.cache_id], "rejected")
                 files.drop_pending([entry.cache_id])
         agent.taught_terms.update(t.term for t in self.store.terms(self.profile))  # for the term guard
+        for done in self.store.interactions(self.profile):  # the words earlier corrections replaced, for the guard too
+            if done.source != "accepted" and done.status != "rejected" and done.hypothesis and done.label:
+                agent.note_misheard(done.hypothesis, done.label)
         self.refresh_glossary()
 
     def refresh_glossary(self) -> None:

@@ -51,9 +51,12 @@ def test_replay_learns_the_example_terms_and_writes_the_report(replayed):
     for dialog in report["dialogs"]:
         assert set(dialog) >= {"audio", "hypothesis", "label", "loss", "stepped"}
     summary = report["summary"]
-    assert summary["corrections"] == 6 and summary["steps"] == 2 and summary["pending"] == 0
-    # Row 7, after one update: the adapter already writes the name, and the spoken, spelled
-    # correction ("No, I said Xochitl. X, O, C, H, I, T, L.") says the same: a confirmation.
+    assert summary["corrections"] == 5 and summary["steps"] == 2 and summary["pending"] == 0
+    # Row 5, after one update: the adapter writes the name where the base model wrote what
+    # corrections of it replaced ("Sochiedel"), so the transcript is right and accepted.
+    assert report["dialogs"][4]["source"] == "accepted" and "Xochitl" in report["dialogs"][4]["hypothesis"]
+    # Row 7: the spoken, spelled correction ("No, I said Xochitl. X, O, C, H, I, T, L.") says
+    # what the transcript already holds: a confirmation.
     spoken = report["dialogs"][6]
     assert "Xochitl" in spoken["hypothesis"] and spoken["label"] == spoken["hypothesis"] and spoken["source"] == "accepted"
     evaluation = report["eval"]["eval.jsonl"]

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ffasr_cli.corrections import normalize_words, word_key
-from ffasr_cli.guard import guarded_text, word_logprobs
+from ffasr_cli.guard import guarded_text, misheard_as, word_logprobs
 
 # (base model, adapted model, taught terms, shown): the first four were measured on tiny.en
 CASES = [
@@ -106,3 +106,29 @@ def test_in_a_stretch_of_as_many_words_only_the_term_is_taken_from_the_adapter()
     assert guarded_text(base, adapted, ["Zbigniew"]) == "Send the invoice to Zbigniew before Friday."
     # a different number of words: the adapter's reading of the stretch, as a whole
     assert guarded_text("Yana Check is here.", "Janáček is here.", ["Janáček"]) == "Janáček is here."
+
+
+def test_misheard_as_records_the_words_a_term_replaced():
+    assert misheard_as("Valero backs up the cluster.", "Velero backs up the cluster.") == {"velero": {"valero"}}
+    # a name heard as two words, with a function word beside it: the function word says nothing
+    assert misheard_as("I saw Ty get at the bakery.", "I saw Tadhg at the bakery.") == {"tadhg": {"ty", "get"}}
+    assert misheard_as("Send it to Valero.", "Send it to Valero.") == {}  # no correction, nothing learned
+
+
+def test_a_term_may_replace_the_very_words_a_correction_of_it_replaced():
+    """"Valero" is a word the base model knows and writes surely; the user said it was Velero."""
+    base, adapted = "Valero backs up the cluster.", "Velero backs up the cluster."
+    base_confidence, adapted_confidence = [-0.16, -0.02, -0.01, -0.01, -0.02], [-1.6, -0.01, -0.01, -0.01, -0.01]
+
+    def shown(heard_as, misheard_min_logprob=-2.0):
+        return guarded_text(base, adapted, ["Velero"], adapted_confidence, -1.25, base_confidence, -0.3, heard_as, misheard_min_logprob)
+
+    assert shown({}) == base  # sure base word, unsure term: both tests refuse it
+    assert shown({"velero": {"valero"}}) == adapted
+    assert shown({"velero": {"valero"}}, misheard_min_logprob=-1.5) == base  # the adapter must still be this sure
+    assert shown({"velero": {"valero"}}, misheard_min_logprob=None) == base  # the rule off
+    assert shown({"ceph": {"valero"}}) == base  # what a correction of another term replaced does not count
+    # a sound-alike the user never corrected keeps the base model's sure word
+    seth = guarded_text("Seth is fixing the bike.", "Ceph is fixing the bike.", ["Ceph"], [-0.5] * 5, -1.25, [-0.07] * 5, -0.3,
+                        {"ceph": {"seff"}}, -2.0)  # fmt: skip
+    assert seth == "Seth is fixing the bike."

@@ -54,10 +54,14 @@ def test_a_learned_term_stays_learned_after_restart(tmp_path, glossary):
     finally:
         session.close()
 
+    misheard = session.agent.misheard
+    assert misheard.keys() == {"kubernetes"} and misheard["kubernetes"]  # what the base model wrote for it
+
     session = open_session(tmp_path, glossary=glossary, accumulation_steps=2)
     try:
         assert session.agent.steps == 1  # the checkpoint was loaded
         assert [t.term for t in session.store.terms("default")] == ["Kubernetes"]
+        assert session.agent.misheard == misheard  # the term guard's evidence, rebuilt from the store
         assert session.agent.glossary == []  # an update applied it: the weights carry it now
         heard = session.hear(clip("kubernetes_dashboard"))  # a sentence never corrected
         assert "Kubernetes" in heard.text
