@@ -120,8 +120,8 @@ def test_a_term_may_replace_the_very_words_a_correction_of_it_replaced():
     base, adapted = "Valero backs up the cluster.", "Velero backs up the cluster."
     base_confidence, adapted_confidence = [-0.16, -0.02, -0.01, -0.01, -0.02], [-1.6, -0.01, -0.01, -0.01, -0.01]
 
-    def shown(heard_as, misheard_min_logprob=-2.0):
-        return guarded_text(base, adapted, ["Velero"], adapted_confidence, -1.25, base_confidence, -0.3, heard_as, misheard_min_logprob)
+    def shown(misheard, misheard_min_logprob=-2.0):
+        return guarded_text(base, adapted, ["Velero"], adapted_confidence, -1.25, base_confidence, -0.3, misheard, misheard_min_logprob)
 
     assert shown({}) == base  # sure base word, unsure term: both tests refuse it
     assert shown({"velero": {"valero"}}) == adapted
