@@ -21,13 +21,13 @@ taught. Two confidences decide it, one of each model (benchmarks/results/tuning.
   Where the two readings have as many words, each adapted word is checked against its own base
   word; otherwise against the whole stretch they differ in ("Yana Check" → "Janáček").
 
-One piece of evidence outranks both: what the user corrected. Where the base model wrote the very
-words a correction of the term replaced (``misheard_as``: "Valero" in "Valero backs up…" corrected
-to "Velero"), the user has said those words were the term. There the base model's sureness does
-not count ("Valero" is a brand it knows well, −0.16), and the term needs only
-``misheard_min_logprob`` (−2). A sound-alike the user never corrected ("Seth", "Eva") keeps both tests. Across three
-training seeds of five tuning slices this gave 11 more of 279 test sentences and no insertion
-(tuning.md, sixth session).
+One piece of evidence outranks both: what the user corrected. Where the base model wrote the
+very words a correction of the term replaced (``misheard_as``: "Valero" in "Valero backs up…"
+corrected to "Velero"), the user has said those words were the term. There the base model's
+sureness does not count ("Valero" is a brand it knows well, −0.16), and the term needs only
+``misheard_min_logprob`` (−2). A sound-alike the user never corrected ("Seth", "Eva") keeps both
+tests. Across three training seeds of five tuning slices this gave 11 more of 279 test sentences
+and no insertion (tuning.md, sixth session).
 
 Both decodes share the encoder's output: in full mode with ``freeze_encoder: false`` the "base"
 decode therefore runs the trained encoder, and only the decoder's adapter is switched off.
