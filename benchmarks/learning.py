@@ -207,6 +207,46 @@ def pooled(runs: list[dict]) -> dict:
     return {**runs[0], **mean, "metrics": metrics, "seed": [r["seed"] for r in runs]}
 
 
+def overview(results: list[dict]) -> str:
+    """One line per row run on more than one slice: term recall per slice, pooled over seeds, and
+    pooled over the tuning and the held-out slices; sound-alikes with any term of the slice; the
+    largest WER rise over plain decoding on everyday and on human speech."""
+
+    def terms_file(r: dict, espeak: bool) -> dict | None:
+        files = [f for f in r["metrics"] if f.startswith("terms_") and f.endswith("_espeak.jsonl") == espeak]
+        return r["metrics"][files[0]] if files else None
+
+    def recall(runs: list[dict], espeak: bool = False) -> str:
+        scored = [m for m in (terms_file(r, espeak) for r in runs) if m]
+        hits = sum(round(m["term_recall"] * m["utterances"] / 100) for m in scored)
+        total = sum(m["utterances"] for m in scored)
+        return f"{100 * hits / total:.1f} ({hits}/{total})" if total else "–"
+
+    def wer_rise(runs: list[dict], file: str) -> str:
+        plain = {r["slice"]: r["metrics"][file]["wer"] for r in results if r["row"] == "plain" and file in r["metrics"]}
+        rises = [r["metrics"][file]["wer"] - plain[r["slice"]] for r in runs if file in r["metrics"] and r["slice"] in plain]
+        return f"{max(rises):+.1f}" if rises else "–"
+
+    slices = list(dict.fromkeys(r["slice"] for r in results))
+    tuning = [s for s in slices if not s.startswith("heldout")]
+    held = [s for s in slices if s.startswith("heldout")]
+    header = ["row", *tuning, "**tuning, pooled**", *held, "**held-out, pooled**",
+              "held-out espeak", "sound-alikes with a term", "general WER rise", "human WER rise"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in dict.fromkeys(r["row"] for r in results):
+        runs = [r for r in results if r["row"] == row]
+        if len({r["slice"] for r in runs}) < 2:
+            continue
+        by_slice = [recall([r for r in runs if r["slice"] == s]) for s in tuning + held]
+        sound = [r["metrics"]["soundalike.jsonl"] for r in runs if "soundalike.jsonl" in r["metrics"]]
+        cells = [row, *by_slice[: len(tuning)], recall([r for r in runs if r["slice"] in tuning]), *by_slice[len(tuning) :],
+                 recall([r for r in runs if r["slice"] in held]), recall([r for r in runs if r["slice"] in held], espeak=True),
+                 f"{sum(m['any_term_insertions'] for m in sound)}/{sum(m['forbidden'] for m in sound)}",
+                 wer_rise(runs, "general.jsonl"), wer_rise(runs, "asterisk.jsonl")]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(results: list[dict]) -> str:
     def cell(metrics: dict | None, key: str) -> str:
         if not metrics or metrics.get(key) is None:
@@ -287,30 +327,37 @@ def main() -> None:
         if unknown:
             sys.exit(f"unknown rows: {unknown}; known: {list(ROWS)}")
         jobs += [(n, slice_name, args.data, args.quick, False, seed) for n in names for seed in range(args.seeds if n == DEFAULT_ROW else 1)]
-    if args.curve in ROWS:
-        jobs.append((args.curve, "dev", args.data, args.quick, True, 0))
+    if args.curve in ROWS:  # first: the longest job, so that it does not run alone at the end
+        jobs.insert(0, (args.curve, "dev", args.data, args.quick, True, 0))
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         results = []
         for result in pool.imap(run_row, jobs):
             results.append(result)
             print(f"{result['row']:>24} [{result['slice']} seed {result['seed']}] {result['seconds']:.0f} s  " + "  ".join(
                 f"{f}: {m}" for f, m in result["metrics"].items()), flush=True)  # fmt: skip
+            markdown = write_results(results, args.out)  # after every row: a long run stopped early keeps what it measured
+    print(markdown)
+
+
+def write_results(results: list[dict], out: Path) -> str:
+    """learning.json, learning.md (the table) and learning_curve.png from the rows finished so far."""
+    import torch
+    import whisper
+
     curves = [r for r in results if r["curve"]]
     results = [r for r in results if not r["curve"]]
     by_key = {(r["row"], r["slice"]): r for r in results if r["seed"] == 0}
     for r in curves:  # the learning curve starts from plain decoding
         r["base"] = by_key.get(("plain", r["slice"]), {}).get("metrics", {})
-    import torch
-    import whisper
-
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
                "torch": torch.__version__, "whisper": whisper.__version__, "date": time.strftime("%Y-%m-%d")}  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": machine, "results": results, "curves": curves}, indent=2))
-    markdown = table(results)
-    args.out.with_suffix(".md").write_text(markdown + "\n")
-    plot_curve(curves, args.out.parent / "learning_curve.png")
-    print(markdown)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, "results": results, "curves": curves}, indent=2))
+    markdown = overview(results) + "\n" + table(results)
+    out.with_suffix(".md").write_text(markdown + "\n")
+    if all(c.get("base") for c in curves):
+        plot_curve(curves, out.parent / "learning_curve.png")
+    return markdown
 
 
 if __name__ == "__main__":
