@@ -227,7 +227,7 @@ def overview(results: list[dict]) -> str:
         rises = [r["metrics"][file]["wer"] - plain[r["slice"]] for r in runs if file in r["metrics"] and r["slice"] in plain]
         return f"{max(rises):+.1f}" if rises else "–"
 
-    slices = list(dict.fromkeys(r["slice"] for r in results))
+    slices = sorted({r["slice"] for r in results})
     tuning = [s for s in slices if not s.startswith("heldout")]
     held = [s for s in slices if s.startswith("heldout")]
     header = ["row", *tuning, "**tuning, pooled**", *held, "**held-out, pooled**",
