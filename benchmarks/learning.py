@@ -1,6 +1,6 @@
 """Does it learn? Every mode, with and without the glossary, against the baselines, on one data set.
 
-    python benchmarks/learning.py                 # all rows on dev; the main rows on the other slices (~3 h on 2 cores)
+    python benchmarks/learning.py                 # all rows on dev; the main rows on the other slices (~110 min on 2 cores)
     python benchmarks/learning.py --rows dev=encoder,prompt --slices dev --seeds 1 --quick
 
 Each row replays the training dialogs into a fresh state dir through the same code as
@@ -301,6 +301,8 @@ def plot_curve(results: list[dict], path: Path) -> None:
     axes[0].set(xlabel="update", ylabel="term recall on unseen sentences (%)", ylim=(0, 105), title="learning")
     axes[1].set(xlabel="update", ylabel="general WER (%)", title="forgetting")
     axes[0].legend(fontsize=8)
+    for axis in axes:
+        axis.xaxis.get_major_locator().set_params(integer=True)  # updates are whole numbers
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
