@@ -331,6 +331,7 @@ def main() -> None:
         jobs += [(n, slice_name, args.data, args.quick, False, seed) for n in names for seed in range(args.seeds if n == DEFAULT_ROW else 1)]
     if args.curve in ROWS:  # first: the longest job, so that it does not run alone at the end
         jobs.insert(0, (args.curve, "dev", args.data, args.quick, True, 0))
+    markdown = "no rows to run"
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         results = []
         for result in pool.imap(run_row, jobs):
