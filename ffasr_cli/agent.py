@@ -33,6 +33,7 @@ from .capture import WindowCapture, decode_window, encode
 from .config import Config, load_config
 from .corrections import check_correction, holds_spelling, learned_terms
 from .errors import CorrectionRejected, FfasrError
+from .evaluate import contains_term
 from .guard import guarded_text, misheard_as, word_logprobs
 from .lora import disabled_adapters
 from .models import default_device, load_model
@@ -48,6 +49,7 @@ class Example:
     label: str
     targets: tuple[Target, ...]
     loss: float = float("nan")
+    confirms: bool = False  # an accepted transcript learned from (it holds a learned term), not a correction
 
 
 @dataclass(frozen=True)
@@ -254,14 +256,16 @@ class ASRAgent:
         (losses.sum() / self.config.training.accumulation_steps).backward()
         return losses.tolist()
 
-    def compute_loss_from_cache(self, cache_id: str, ground_truth_text: str) -> torch.Tensor:
+    def compute_loss_from_cache(self, cache_id: str, ground_truth_text: str, *, confirms: bool = False) -> torch.Tensor:
         """Loss of ``ground_truth_text`` from the cache (no audio), with ``loss / N`` backpropagated.
 
+        ``confirms``: the user accepted the transcript (it writes a learned term); it rides along
+        with the next batch instead of counting as one of its ``accumulation_steps`` corrections.
         Raises ``CorrectionRejected`` for a label that is not a correction of what was heard.
         """
         entry = self._entry(cache_id)
         check_correction(entry.text, ground_truth_text, min_similarity=self.config.training.min_similarity)
-        example = self.example(entry, ground_truth_text)
+        example = dataclasses.replace(self.example(entry, ground_truth_text), confirms=confirms)
         self._accumulate(example)
         return torch.tensor(example.loss)
 
@@ -289,6 +293,10 @@ class ASRAgent:
             self._backward([example])
         self.accumulated = len(self.pending)
 
+    def holds_taught_term(self, text: str) -> bool:
+        """Whether ``text`` writes a term that corrections taught."""
+        return any(contains_term(text, term) for term in self.taught_terms)
+
     def accept(self, cache_id: str) -> None:
         """The transcript was right: keep it as a canary (checked before and after each update)."""
         entry = self._entry(cache_id)
@@ -298,9 +306,22 @@ class ASRAgent:
             pass
         self.cache.discard([cache_id])
 
+    def _batch_complete(self, corrections: int, pending: int) -> bool:
+        # Corrections set the pace; confirmed sentences ride along (up to as many again). Counted
+        # as corrections, they added updates that taught nothing new and inserted learned terms
+        # into sound-alikes (tuning.md).
+        n = self.config.training.accumulation_steps
+        return corrections >= n or pending >= 2 * n
+
+    def ready_with(self, correction: bool) -> bool:
+        """Whether one more pending example (a correction, or a confirmed sentence) completes the batch."""
+        corrections = sum(not e.confirms for e in self.pending) + correction
+        return self._batch_complete(corrections, len(self.pending) + 1)
+
     def step_if_ready(self, force: bool = False) -> bool:
-        """After ``accumulation_steps`` corrections (or any, with ``force``), run one update; True when it ran."""
-        if not self.pending or (len(self.pending) < self.config.training.accumulation_steps and not force):
+        """After ``accumulation_steps`` corrections (or anything pending, with ``force``), run one update; True when it ran."""
+        corrections = sum(not e.confirms for e in self.pending)
+        if not self.pending or not (force or self._batch_complete(corrections, len(self.pending))):
             return False
         self.last_update = self._update()
         return True
@@ -393,7 +414,7 @@ class ASRAgent:
                 p.copy_(tensors[name].to(p.device, p.dtype))
         self.steps = step
 
-    def restore_pending(self, entry: CacheEntry, label: str) -> None:
-        """Put a correction saved before a restart back into the cache and the accumulation."""
+    def restore_pending(self, entry: CacheEntry, label: str, confirms: bool = False) -> None:
+        """Put a correction (or confirmed sentence) saved before a restart back into the cache and the accumulation."""
         self.cache.add(entry.windows, cache_id=entry.cache_id)
-        self.compute_loss_from_cache(entry.cache_id, label)
+        self.compute_loss_from_cache(entry.cache_id, label, confirms=confirms)

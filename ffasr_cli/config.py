@@ -44,6 +44,10 @@ class TrainingConfig:
     canary_size: int = 4  # accepted utterances checked before and after each update
     canary_tolerance: float = 0.25  # roll back when their loss rises by more (nats/token)
     min_similarity: float = 0.3  # refuse "corrections" further than this from the hypothesis
+    # An accepted transcript that holds a learned term is learned from (riding along with the
+    # next batch of corrections), not kept as a canary: a term learned early otherwise got fewer
+    # training sentences, since later ones came out right and were only accepted (tuning.md).
+    learn_confirmed: bool = True
     cache_dtype: str = "float16"  # float16 halves the cache; float32 for exactness tests
 
 

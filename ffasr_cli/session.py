@@ -47,6 +47,11 @@ class Taught:
     terms: tuple[str, ...]  # words of the label the model got wrong
 
 
+def _accepts(heard: Heard, label: str | None) -> bool:
+    """Whether ``label`` says the transcript was right: no label, or the very same words."""
+    return label is None or label.strip() == heard.text.strip()
+
+
 class Session:
     def __init__(self, agent: ASRAgent, store: Store, files: ProfileFiles, profile: str, command: str):
         self.agent, self.store, self.files, self.profile = agent, store, files, profile
@@ -77,9 +82,10 @@ class Session:
         # Corrections the newest checkpoint already holds (a crash before the store heard of it).
         self.store.set_status(applied, "applied")
         files.drop_pending(applied)
+        confirmed = {row.cache_id for row in self.store.pending(self.profile) if row.source == "accepted"}
         for entry, label in files.pending(self.cache_identity, agent.device):
             try:
-                agent.restore_pending(entry, label)
+                agent.restore_pending(entry, label, confirms=entry.cache_id in confirmed)
             except CorrectionRejected as error:  # the rules changed since: keep the row, drop the spill
                 log.warning("pending correction %s no longer accepted: %s", entry.cache_id, error)
                 self.store.set_status([entry.cache_id], "rejected")
@@ -139,17 +145,50 @@ class Session:
             return Taught(heard.text, source, None, "nothing was heard", len(self.agent.pending), None, ())
         if refused is not None:
             return self._reject(heard, label or "", source, refused)
-        if label is None or label.strip() == heard.text.strip():
+        if _accepts(heard, label):
+            if self._confirms_term(heard):
+                try:
+                    return self._learn(heard, heard.text, "accepted", confirms=True)
+                except CorrectionRejected:  # a window decoded to the length limit cannot be scored
+                    pass
             return self._accept(heard)
         if not self.learn_weights:
             terms = self._learn_terms(heard.text, label)
             self._record(heard, label, source, "rejected", reason="not learned (--no-learn)")
             return Taught(label, source, None, None, 0, None, terms)
-        started = time.perf_counter()
         try:
-            loss = self.agent.compute_loss_from_cache(heard.cache_id, label)
+            return self._learn(heard, label, source)
         except CorrectionRejected as error:
             return self._reject(heard, label, source, str(error))
+
+    def will_update(self, heard: Heard, label: str | None) -> bool:
+        """Whether teaching ``label`` now would run an update (it takes a moment: say so first)."""
+        return self.learns_from(heard, label) and self.agent.ready_with(correction=not _accepts(heard, label))
+
+    def learns_from(self, heard: Heard, label: str | None) -> bool:
+        """Whether teaching ``label`` would accumulate a loss (and so may run an update)."""
+        if heard.cache_id is None or not self.learn_weights:
+            return False
+        if _accepts(heard, label):
+            return self._confirms_term(heard)
+        return True
+
+    def _confirms_term(self, heard: Heard) -> bool:
+        """An accepted transcript writing a learned term is one more sentence of it: learn from it.
+
+        Kept only as a canary, it would teach nothing, and the better the model got at a term, the
+        fewer of its sentences it would learn from.
+        """
+        learn = self.learn_weights and self.agent.config.training.learn_confirmed
+        return learn and self.agent.holds_taught_term(heard.text)
+
+    def _learn(self, heard: Heard, label: str, source: str, confirms: bool = False) -> Taught:
+        """Accumulate ``label``'s loss from the cache, spill it, record it pending; update when enough are.
+
+        Raises ``CorrectionRejected`` (nothing learned or recorded) for a label the agent refuses.
+        """
+        started = time.perf_counter()
+        loss = self.agent.compute_loss_from_cache(heard.cache_id, label, confirms=confirms)
         entry = self.agent.pending[-1]
         self.files.spill(self.agent.cache.get(heard.cache_id), entry.label, self.cache_identity)
         self._record(heard, entry.label, source, "pending", loss=float(loss), update_ms=1000 * (time.perf_counter() - started))

@@ -240,6 +240,29 @@ def test_accumulation_steps_after_n_and_clears(captures):
         agent.compute_loss_from_cache(ids[0], DEPLOY)
 
 
+def test_confirmed_sentences_ride_along_with_corrections(captures):
+    """Accepted transcripts learned from join the batch; corrections set the pace (or twice as many in all)."""
+    agent = ASRAgent(accumulation_steps=3, inner_steps=1)
+
+    def teach(name: str, label: str | None = None) -> None:
+        cache_id = add_entry(agent, captures.windows("encoder", name))
+        confirms = label is None  # the user accepted the transcript itself
+        agent.compute_loss_from_cache(cache_id, label or agent.cache.get(cache_id).text, confirms=confirms)
+        assert agent.pending[-1].confirms is confirms
+
+    teach("weather")
+    teach("librivox_amiable")
+    assert not agent.step_if_ready() and not agent.ready_with(correction=False)
+    teach("kubernetes_deploy", TEXTS["kubernetes_deploy"])
+    teach("kubernetes_cluster", TEXTS["kubernetes_cluster"])
+    assert not agent.step_if_ready()  # 2 corrections of 3, 4 pending of 6
+    assert agent.ready_with(correction=True) and not agent.ready_with(correction=False)
+    teach("librivox_ill_disposed")
+    assert not agent.step_if_ready() and agent.ready_with(correction=False)
+    teach("kubernetes_dashboard", TEXTS["kubernetes_dashboard"])
+    assert agent.step_if_ready() and len(agent.last_update.corrections) == 6
+
+
 def test_cache_evicts_oldest_with_warning_and_counts_bytes(caplog):
     agent = ASRAgent(accumulation_steps=2, max_cache_size=2)
     ids = []

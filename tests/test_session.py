@@ -94,6 +94,38 @@ def test_glossary_prompts_a_term_until_an_update_applies_it(tmp_path):
         session.close()
 
 
+@pytest.mark.parametrize("learn_confirmed", [True, False], ids=["learned-from", "canary-only"])
+def test_an_accepted_transcript_holding_a_learned_term_is_learned_from(tmp_path, learn_confirmed):
+    def start() -> Session:
+        return open_session(tmp_path, glossary=True, accumulation_steps=3, learn_confirmed=learn_confirmed)
+
+    session = start()
+    try:
+        session.teach(session.hear(clip("kubernetes_deploy")), TEXTS["kubernetes_deploy"], "typed")
+        weather = session.teach(session.hear(clip("weather")), None, "accepted")
+        assert weather.loss is None and weather.pending == 1  # no learned term in it: a canary
+        heard = session.hear(clip("kubernetes_cluster"))
+        assert "Kubernetes" in heard.text  # the glossary prompt wrote it; the user confirms it
+        assert session.learns_from(heard, None) is learn_confirmed
+        taught = session.teach(heard, None, "accepted")
+        assert taught.source == "accepted" and (taught.loss is not None) is learn_confirmed
+        assert taught.pending == (2 if learn_confirmed else 1)
+        assert len(session.agent.canaries) == (1 if learn_confirmed else 2)
+    finally:
+        session.close()
+    with Store.open(tmp_path, readonly=True) as store:
+        statuses = {row.hypothesis: row.status for row in store.interactions("default")}
+    assert statuses[heard.text] == ("pending" if learn_confirmed else "accepted")
+
+    session = start()  # a confirmed sentence survives a restart like a correction
+    try:
+        assert [(e.label, e.confirms) for e in session.agent.pending] == [(TEXTS["kubernetes_deploy"], False)] + (
+            [(heard.text, True)] if learn_confirmed else []
+        )
+    finally:
+        session.close()
+
+
 def test_a_spoken_correction_with_nothing_in_it_is_recorded_as_rejected(tmp_path):
     import json
 

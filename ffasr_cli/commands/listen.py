@@ -298,14 +298,14 @@ class _Loop:
     def _teach(self, heard, label: str | None, source: str) -> None:
         session = self.session
         every = session.agent.config.training.accumulation_steps
-        correcting = label is not None and label.strip() != heard.text.strip()
-        will_step = correcting and session.learn_weights and len(session.agent.pending) + 1 >= every
+        will_step = session.will_update(heard, label)
         if will_step and not self.interactive:
             self.say("ffasr: updating the model…")
         with self._busy("updating the model…" if will_step else "learning…"):
             taught = session.teach(heard, label, source)
         if taught.source == "accepted":
-            self.say(f"accepted · pending {taught.pending}/{every}")
+            learning = " · learning from it (it holds a learned term)" if taught.loss is not None else ""
+            self.say(f"accepted{learning} · pending {taught.pending}/{every}")
         elif taught.rejected:
             self.say(f"refused: {taught.rejected}", "yellow")
         else:

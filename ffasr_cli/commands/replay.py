@@ -157,6 +157,7 @@ def _summarize(report: dict, rows: list[Dialog], session, seconds: float) -> Non
     report["summary"].update({
         "dialogs": len(rows), "skipped": len(rows) - len(done),
         "corrections": sum(d["source"] != "accepted" and not d["rejected"] for d in done),
+        "confirmed": sum(d["source"] == "accepted" and d["loss"] is not None for d in done),  # accepted, holding a learned term: learned from
         "rejected": sum(bool(d["rejected"]) for d in done),
         "steps": sum(d["stepped"] for d in stepped), "rolled_back": sum(d["rolled_back"] for d in stepped),
         "pending": len(session.agent.pending), "accumulation_steps": session.agent.config.training.accumulation_steps,
@@ -186,6 +187,7 @@ def _show(report: dict) -> None:
     s = report["summary"]
     console.print(
         f"{s['dialogs']} dialogs, {s['corrections']} corrections ({s['rejected']} refused, {s['skipped']} skipped), "
+        f"{s['confirmed']} accepted with a learned term (learned from), "
         f"{s['steps']} updates ({s['rolled_back']} rolled back), {s['pending']}/{s['accumulation_steps']} pending, "
         f"mean update {s['mean_update_seconds']} s" + (f", dialog WER {s['dialog_wer']:.1f} %" if s["dialog_wer"] is not None else ""),
         highlight=False,
