@@ -48,6 +48,7 @@ ROWS = {
     "encoder no-canary": ({"mode": "encoder", "canary_size": 0}, True, False),
     "encoder no-rejection": ({"mode": "encoder", "min_similarity": 0.0}, True, False),
     "encoder no-guard": ({"mode": "encoder", "term_guard": False}, True, False),
+    "encoder no-confirm": ({"mode": "encoder", "learn_confirmed": False}, True, False),  # accepted terms kept as canaries only
     "encoder guard w/o confidence": ({"mode": "encoder", "term_min_logprob": float("-inf")}, True, False),
     "encoder guard w/o base confidence": ({"mode": "encoder", "base_sure_logprob": float("inf")}, True, False),
     "seed: lr 1e-5 x1 step": ({"mode": "encoder", "learning_rate": 1e-5, "inner_steps": 1}, True, False),
@@ -108,7 +109,7 @@ def run_row(args: tuple) -> dict:
         after["soundalike.jsonl"]["any_term_insertions"] = any_term_insertions(report["eval"]["soundalike.jsonl"]["after"], data / f"terms_{slice_name}.jsonl")
     summary = report["summary"]
     return {
-        "row": name, "slice": slice_name, "seed": seed, "seconds": round(time.perf_counter() - started, 1), "metrics": after,
+        "row": name, "slice": slice_name, "seed": seed, "date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - started, 1), "metrics": after,
         "updates": summary.get("steps"), "rolled_back": summary.get("rolled_back"), "update_seconds": summary.get("total_update_seconds"),
         "rejected": summary.get("rejected"), "terms": summary.get("learned_terms"), "curve": report.get("curve", []),
         "errors": errors(report, data / f"terms_{slice_name}.jsonl"),
@@ -305,6 +306,7 @@ def plot_curve(results: list[dict], path: Path) -> None:
         axis.xaxis.get_major_locator().set_params(integer=True)  # updates are whole numbers
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)  # written after every row: open figures would pile up
 
 
 def main() -> None:
@@ -318,6 +320,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help=f"train the {DEFAULT_ROW!r} row with this many seeds (adapter init, replay draws); the table pools them")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2)))
     parser.add_argument("--out", type=Path, default=RESULTS / "learning.json")
+    parser.add_argument("--merge", action="store_true", help="keep the results already in --out of the jobs not run now (each says when it was measured)")
     args = parser.parse_args()
     if not (args.data / "train_dev.jsonl").exists():
         sys.exit(f"no data in {args.data}: run python scripts/make_speech.py (and scripts/asterisk_set.py) first")
@@ -331,6 +334,7 @@ def main() -> None:
         jobs += [(n, slice_name, args.data, args.quick, False, seed) for n in names for seed in range(args.seeds if n == DEFAULT_ROW else 1)]
     if args.curve in ROWS:  # first: the longest job, so that it does not run alone at the end
         jobs.insert(0, (args.curve, "dev", args.data, args.quick, True, 0))
+    kept = earlier_results(args.out, jobs) if args.merge else []
     markdown = "no rows to run"
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         results = []
@@ -338,8 +342,21 @@ def main() -> None:
             results.append(result)
             print(f"{result['row']:>24} [{result['slice']} seed {result['seed']}] {result['seconds']:.0f} s  " + "  ".join(
                 f"{f}: {m}" for f, m in result["metrics"].items()), flush=True)  # fmt: skip
-            markdown = write_results(results, args.out)  # after every row: a long run stopped early keeps what it measured
+            markdown = write_results(kept + results, args.out)  # after every row: a long run stopped early keeps what it measured
     print(markdown)
+
+
+def earlier_results(out: Path, jobs: list[tuple]) -> list[dict]:
+    """The results in ``out`` of jobs this run does not redo, each with the date it was measured."""
+    if not out.exists():
+        return []
+    earlier = json.loads(out.read_text())
+    redone = {(name, slice_name, seed, curve) for name, slice_name, _, _, curve, seed in jobs}
+    return [
+        {"date": earlier["machine"]["date"], **r}
+        for r in earlier["results"] + earlier["curves"]
+        if (r["row"], r["slice"], r["seed"], bool(r["curve"])) not in redone
+    ]
 
 
 def write_results(results: list[dict], out: Path) -> str:
@@ -348,7 +365,7 @@ def write_results(results: list[dict], out: Path) -> str:
     import whisper
 
     curves = [r for r in results if r["curve"]]
-    results = [r for r in results if not r["curve"]]
+    results = sorted((r for r in results if not r["curve"]), key=lambda r: list(ROWS).index(r["row"]))  # merged runs in table order
     by_key = {(r["row"], r["slice"]): r for r in results if r["seed"] == 0}
     for r in curves:  # the learning curve starts from plain decoding
         r["base"] = by_key.get(("plain", r["slice"]), {}).get("metrics", {})
