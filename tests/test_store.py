@@ -359,8 +359,11 @@ def test_sigkill_never_loses_a_committed_write(tmp_path):
         assert child.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.02, 0.15))
         os.kill(child.pid, signal.SIGKILL)
-        out, _ = child.communicate()
-        assert child.returncode == -signal.SIGKILL
+        # read, not communicate(): readline's read-ahead (rows printed right after "ready") sits
+        # in child.stdout's buffer, which communicate() skips when stdin is a pipe too
+        out = child.stdout.read()
+        child.stdin.close()
+        assert child.wait() == -signal.SIGKILL
         committed = [int(line) for line in out.split()]
         reported += committed
         with Store.open(tmp_path, readonly=True) as reader:
