@@ -306,22 +306,24 @@ class ASRAgent:
             pass
         self.cache.discard([cache_id])
 
-    def _batch_complete(self, corrections: int, pending: int) -> bool:
-        # Corrections set the pace; confirmed sentences ride along (up to as many again). Counted
-        # as corrections, they added updates that taught nothing new and inserted learned terms
-        # into sound-alikes (tuning.md).
+    def _batch_complete(self, added: int = 0, added_corrections: int = 0) -> bool:
+        """Whether the pending examples (and ``added`` more, of them ``added_corrections`` corrections) make a batch.
+
+        Corrections set the pace; confirmed sentences ride along (up to as many again). Counted
+        as corrections, they added updates that taught nothing new and inserted learned terms
+        into sound-alikes (tuning.md).
+        """
         n = self.config.training.accumulation_steps
-        return corrections >= n or pending >= 2 * n
+        corrections = sum(not e.confirms for e in self.pending) + added_corrections
+        return corrections >= n or len(self.pending) + added >= 2 * n
 
     def ready_with(self, correction: bool) -> bool:
         """Whether one more pending example (a correction, or a confirmed sentence) completes the batch."""
-        corrections = sum(not e.confirms for e in self.pending) + correction
-        return self._batch_complete(corrections, len(self.pending) + 1)
+        return self._batch_complete(added=1, added_corrections=int(correction))
 
     def step_if_ready(self, force: bool = False) -> bool:
         """After ``accumulation_steps`` corrections (or anything pending, with ``force``), run one update; True when it ran."""
-        corrections = sum(not e.confirms for e in self.pending)
-        if not self.pending or not (force or self._batch_complete(corrections, len(self.pending))):
+        if not self.pending or not (force or self._batch_complete()):
             return False
         self.last_update = self._update()
         return True
