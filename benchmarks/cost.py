@@ -10,8 +10,8 @@ Measures, on the same interactions (tests/data/kubernetes_*.wav, labels that fix
   ``full`` mode (the re-run-the-audio baseline); the step (``step_if_ready`` + saving the adapter)
   on its own, and amortized over the N corrections it consumes;
 * capture overhead: ``agent.infer`` (decoding + caching) vs whisper's own ``whisper.decode`` of the
-  same audio on a plain model; decoding with a 24-term glossary prompt vs without; the term guard
-  (after an update: a second decoder pass without the adapter) vs without it;
+  same audio on a plain model; the term guard (after an update: a second decoder pass without the
+  adapter) vs without it; the glossary's prompted reading (24 terms: a third pass) vs the guard alone;
 * memory: the peak RSS of one update, in a separate process per mode (``--child-memory MODE``);
 * cache bytes per interaction and for a full cache, and what raw [T, V] fp32 logits would cost;
 * latency from "correction given" to "ready for the next utterance" (no step), real-time factor;
@@ -60,7 +60,7 @@ TARGETS = {  # name: (limit, unit, "<=" or "<")
     "update_ratio.encoder": (0.12, "x full", "<="),
     "update_ratio.logits": (0.02, "x full", "<="),
     "capture_overhead": (1.05, "x whisper", "<="),
-    "glossary_overhead": (1.15, "x no prompt", "<="),
+    "glossary_overhead": (1.5, "x guarded", "<="),  # the prompted reading: one more decoder pass
     "guard_overhead": (1.5, "x unguarded", "<="),  # one more decoder pass, no encoder pass
     "latency": (0.3, "s", "<="),
     "step": (2.0, "s", "<="),
@@ -307,21 +307,17 @@ def decoding(agents, plain, samples, rounds: int) -> dict:
         mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(x)))
         return whisper.decode(plain, mel, options).text
 
-    def with_glossary(x):
-        enc.glossary = list(GLOSSARY)
+    def guarded(x, glossary=()):
+        # as after an update: the guard decodes once more without the adapter, and with a glossary
+        # a third time, prompted (what the adapter learned does not change the cost)
+        enc.steps, enc.glossary = 1, list(glossary)
         try:
             return enc.infer(x, cache_logits=False)
         finally:
-            enc.glossary = []
+            enc.steps, enc.glossary = 0, []
 
-    def guarded(x):
-        # as after an update: the guard decodes once more without the adapter (what the adapter
-        # learned does not change the cost)
-        enc.steps = 1
-        try:
-            return enc.infer(x, cache_logits=False)
-        finally:
-            enc.steps = 0
+    def with_glossary(x):
+        return guarded(x, GLOSSARY)
 
     variants = {"whisper": whisper_decode}
     for mode, agent in agents.items():
@@ -351,8 +347,8 @@ def decoding(agents, plain, samples, rounds: int) -> dict:
     out["cpu_seconds"] = {k: median([t[3] for t in v]) for k, v in times.items()}
     out["ratio_to_whisper"] = {k: paired(k, "whisper", 0) for k in variants if k != "whisper"}
     out["cpu_ratio_to_whisper"] = {k: paired(k, "whisper", 1) for k in variants if k != "whisper"}
-    out["glossary_ratio"] = paired("infer.encoder.glossary", "infer.encoder.nocache", 0)
-    out["glossary_cpu_ratio"] = paired("infer.encoder.glossary", "infer.encoder.nocache", 1)
+    out["glossary_ratio"] = paired("infer.encoder.glossary", "infer.encoder.guarded", 0)
+    out["glossary_cpu_ratio"] = paired("infer.encoder.glossary", "infer.encoder.guarded", 1)
     out["guard_ratio"] = paired("infer.encoder.guarded", "infer.encoder.nocache", 0)
     out["guard_cpu_ratio"] = paired("infer.encoder.guarded", "infer.encoder.nocache", 1)
     out["same_text_as_whisper"] = all(
@@ -651,7 +647,7 @@ def checks(result: dict) -> list[dict]:
         add(f"[{model}] logits update / full", u["ratio_to_full"]["logits"], "update_ratio.logits", note=f"cpu-time ratio {u['cpu_ratio_to_full']['logits']:.3f}")
         for mode in MODES:
             add(f"[{model}] capture overhead, {mode} infer / whisper.decode", d["ratio_to_whisper"][f"infer.{mode}"], "capture_overhead")
-        add(f"[{model}] glossary (24 terms) / no prompt", d["glossary_ratio"], "glossary_overhead")
+        add(f"[{model}] glossary reading (24 terms) / guarded, no glossary", d["glossary_ratio"], "glossary_overhead")
         add(f"[{model}] term guard (after an update) / unguarded", d["guard_ratio"], "guard_overhead",
             note=f"cpu-time ratio {d['guard_cpu_ratio']:.3f}")
         for mode in MODES:

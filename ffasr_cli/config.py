@@ -55,7 +55,7 @@ class TrainingConfig:
 class DecodingConfig:
     language: str = "en"
     beam_size: int | None = None  # None: greedy
-    glossary: bool = False  # pass learned terms to Whisper as its prompt (off: see BENCHMARKS.md)
+    glossary: bool = True  # a third reading: the base model prompted with the learned terms (BENCHMARKS.md)
     glossary_max_terms: int = 24
     no_speech_threshold: float = 0.6
     # The adapter's words stand only where they agree with the base model or write a learned term

@@ -541,21 +541,50 @@ def learned_terms(hypothesis: str, label: str) -> list[str]:
     A term is a word of the label whose normalized form (``normalize_words``) is not among the
     hypothesis' words. Common function words ("the", "with"), words without letters ("3") and a
     lowercase inflection of a word that was heard ("fixed" for "fix": grammar, not vocabulary;
-    "Memcached" for "Memcache" stays a term) are never terms. Terms keep the label's spelling
-    ("PostgreSQL"), come in the label's order, and appear once each. A label equal to the
-    hypothesis teaches no terms.
+    "Memcached" for "Memcache" stays a term) are never terms; nor is a word the label only spells
+    differently from what was heard ("standup" for "stand-up", "twenty dollars" for "$20": see
+    ``_respellings``). Terms keep the label's spelling ("PostgreSQL"), come in the label's order,
+    and appear once each. A label equal to the hypothesis teaches no terms.
     """
     heard = set(normalize_words(hypothesis))
-    terms, seen = [], set()
-    for word in _WORD.findall(label):
+    words = _WORD.findall(label)
+    candidates, seen = [], set()
+    for index, word in enumerate(words):
         key = _normal(word)
         if key in heard or key in seen or key in STOPWORDS or not any(c.isalpha() for c in word):
             continue
         if word[:1].islower() and _inflects(key, heard):
             continue
         seen.add(key)
-        terms.append(word)
-    return terms
+        candidates.append(index)
+    respelled = _respellings(hypothesis, words, candidates) if candidates else set()
+    return [words[i] for i in candidates if i not in respelled]
+
+
+RESPELLING_MAX_WORDS = 3  # "twenty five dollars" for "$25"
+
+
+def _respellings(hypothesis: str, label_words: list[str], candidates: list[int]) -> set[int]:
+    """Which ``candidates`` (indices into ``label_words``) only re-spell heard words: the model knew them.
+
+    Two runs of words are the same words when whisper's normalizer (the one scoring uses) reads
+    them alike ("twenty dollars" and "$20" both read "$20"), or, for one word each, when their
+    letters and digits are ("standup", "stand-up"; but "PostgreSQL" for "Postgres QL" is a term).
+    """
+    from .evaluate import normalize  # whisper's normalizer: loaded only when a label differs
+
+    tokens = hypothesis.split()
+    runs = range(1, RESPELLING_MAX_WORDS + 1)
+    heard = {normalize(" ".join(tokens[i : i + n])) for n in runs for i in range(len(tokens) - n + 1)} - {""}
+    heard_squashed = {_squash(t) for t in tokens}
+    found: set[int] = set()
+    for index in candidates:
+        for n in runs:
+            for i in range(max(0, index - n + 1), min(index, len(label_words) - n) + 1):
+                run = label_words[i : i + n]
+                if normalize(" ".join(run)) in heard or (n == 1 and _squash(run[0]) in heard_squashed):
+                    found.add(index)
+    return found
 
 
 _INFLECTIONS = ("s", "es", "ed", "d", "ing", "'s")

@@ -173,3 +173,25 @@ def guarded_text(
         else:
             kept += [written.get(i, adapted_words[i]) for i in range(a1, a2)]
     return " ".join(kept)
+
+
+def added_terms(text: str, prompted: str, terms: Iterable[str]) -> str:
+    """``text``, with the terms a glossary-prompted reading (already guarded) wrote where ``text`` has none.
+
+    Where the two differ, the prompted words replace the stretch only if they write exactly one
+    term, in no more words than they replace, over words that write none. A prompt read back as a
+    list ("Saoirse, Nguyen, Tadeusz, Mister, Camera") writes several terms; one that loops ("Nguyen,
+    Nguyen, Mister, Doctor, Doctor…") writes more words than were said.
+    """
+    term_keys = {word_key(t) for t in terms}
+    words, prompted_words = text.split(), prompted.split()
+    matcher = SequenceMatcher(None, [word_key(w) for w in words], [word_key(w) for w in prompted_words], autojunk=False)
+    kept: list[str] = []
+    for op, t1, t2, p1, p2 in matcher.get_opcodes():
+        stretch = prompted_words[p1:p2]
+        one_term = sum(word_key(w) in term_keys for w in stretch) == 1
+        if op != "equal" and one_term and len(stretch) <= t2 - t1 and not any(word_key(w) in term_keys for w in words[t1:t2]):
+            kept += stretch
+        else:
+            kept += words[t1:t2]
+    return " ".join(kept)

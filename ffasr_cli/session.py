@@ -234,7 +234,6 @@ class Session:
             status, reason = "applied", None
             path = self.files.save_checkpoint(update.step, self.agent.adapter_state(), self.agent.identity(), ids)
             self.store.record_checkpoint(self.profile, update.step, path)
-            self.store.mark_terms_applied(self.profile, [t for hyp, label in update.labels for t in learned_terms(hyp, label)])
         self.store.record_update(
             self.profile, step=update.step, loss=update.loss, n_interactions=len(ids), status=status, reason=reason,
             duration_ms=1000 * update.seconds, canary_before=update.canary_before, canary_after=update.canary_after,

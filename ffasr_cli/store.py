@@ -113,8 +113,8 @@ _MIGRATIONS = [
         PRIMARY KEY (profile, key)
     );
     """,
-    # When an applied update last held a correction with the term: the glossary prompts a learned
-    # term only until the weights have been updated on it (see Store.glossary).
+    # When an applied update last held a correction with the term. Unused since the prompt reaches
+    # only the base model (agent.ASRAgent._decode_window): a learned term no longer leaves it.
     "ALTER TABLE terms ADD COLUMN applied_at REAL;",
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -177,12 +177,6 @@ class Term:
     first_seen: float
     last_seen: float
     source: str
-    applied_at: float | None = None
-
-    @property
-    def in_prompt(self) -> bool:
-        """Whether the glossary passes it to Whisper (see ``Store.glossary``)."""
-        return self.source == "user" or self.applied_at is None or self.applied_at < self.last_seen
 
 
 def _is_corrupt(error: sqlite3.DatabaseError) -> bool:
@@ -446,29 +440,14 @@ class Store:
             )
         return cursor.rowcount > 0
 
-    def mark_terms_applied(self, profile: str, terms: list[str]) -> None:
-        """An update was applied on corrections holding these terms."""
-        now = time.time()
-        with self._write() as conn:
-            conn.executemany(
-                "UPDATE terms SET applied_at = ? WHERE profile = ? AND key = ?", [(now, profile, t.strip().casefold()) for t in terms]
-            )
-
     def glossary(self, profile: str, limit: int) -> list[str]:
-        """The terms to prompt Whisper with, most used first.
-
-        The glossary bridges the gap until the weights learn a word: a learned term is prompted
-        while a correction holding it waits for an update, and leaves the prompt once an update
-        applied it (prompt and adapter together wrote it where it was not said: 5 of 20
-        sound-alike sentences, measured); a new correction brings it back. Terms the user added
-        are always prompted.
-        """
-        return [t.term for t in self.terms(profile) if t.in_prompt][:limit]
+        """The terms to prompt Whisper with, most used first (how they are used: ``ASRAgent._decode_window``)."""
+        return [t.term for t in self.terms(profile, limit)]
 
     def terms(self, profile: str, limit: int | None = None) -> list[Term]:
         """Most used first, then most recent."""
         rows = self._rows(
-            "SELECT term, count, first_seen, last_seen, source, applied_at FROM terms WHERE profile = ?"
+            "SELECT term, count, first_seen, last_seen, source FROM terms WHERE profile = ?"
             " ORDER BY count DESC, last_seen DESC, term LIMIT ?",
             (profile, -1 if limit is None else limit),
         )

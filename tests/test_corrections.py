@@ -336,7 +336,9 @@ def test_check_limits_are_options():
         (HEARD, RIGHT, ["Terraform"]),
         ("call sochi and sochi", "Call Xochitl and Xochitl, XOCHITL!", ["Xochitl"]),
         ("deploy", "Deploy the Terraform and the Kubernetes", ["Terraform", "Kubernetes"]),
-        ("it is at 3", "it's at three on the dot", ["three", "dot"]),
+        ("it is at 3", "it's at three on the dot", ["dot"]),  # "three" only re-spells "3"
+        ("I owe Neve $20 now.", "I owe Niamh twenty dollars now.", ["Niamh"]),  # "twenty dollars" is "$20"
+        ("The stand-up starts at nine.", "The standup starts at nine.", []),
         ("at three", "at 3", []),  # numbers alone are not terms
         ("deploy TERRAFORM", "Deploy Terraform", []),  # casing alone is not a term
         (RIGHT, RIGHT, []),

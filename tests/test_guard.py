@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ffasr_cli.corrections import normalize_words, word_key
-from ffasr_cli.guard import guarded_text, misheard_as, word_logprobs
+from ffasr_cli.guard import added_terms, guarded_text, misheard_as, word_logprobs
 
 # (base model, adapted model, taught terms, shown): the first four were measured on tiny.en
 CASES = [
@@ -31,6 +31,31 @@ CASES = [
 @pytest.mark.parametrize("base, adapted, terms, shown", CASES)
 def test_guarded_text(base, adapted, terms, shown):
     assert guarded_text(base, adapted, terms) == shown
+
+
+# (shown so far, the glossary-prompted reading after its guard, terms, shown): measured on espeak speech, tiny.en
+ADDED = [
+    # one term, in fewer words than it replaces: added
+    ("Please backup the post rescue L.A. the base before Friday.", "Please backup the PostgreSQL database before Friday.",
+     ["PostgreSQL"], "Please backup the PostgreSQL database before Friday."),
+    ("I have a mentor, who is Doctor Will on Tuesday.", "I have a mentor, who is Doctor Nguyen on Tuesday.",
+     ["Nguyen"], "I have a mentor, who is Doctor Nguyen on Tuesday."),
+    # the prompt read back as a list: several terms in one stretch
+    ("Sure, she'll end me, the camera for the weekend.", "Saoirse, Nguyen, Tadeusz, Mister, Camera, for the Weekend.",
+     ["Saoirse", "Nguyen", "Tadeusz"], "Sure, she'll end me, the camera for the weekend."),
+    # a loop: more words than were said
+    ("Nguyen one the chest ornament for the third year.", "Nguyen, Nguyen, Mister, Doctor, Doctor, Doctor, Doctor, Doctor, Doctor, Doctor.",
+     ["Nguyen"], "Nguyen one the chest ornament for the third year."),
+    # a term already shown is not replaced by another
+    ("We should thank Xochitl for it.", "We should thank Saoirse for it.", ["Xochitl", "Saoirse"], "We should thank Xochitl for it."),
+    # words other than terms never come from the prompted reading
+    ("Reload the config now.", "Reload that config now.", ["Nginx"], "Reload the config now."),
+]
+
+
+@pytest.mark.parametrize("text, prompted, terms, shown", ADDED)
+def test_added_terms(text, prompted, terms, shown):
+    assert added_terms(text, prompted, terms) == shown
 
 
 def test_word_key_ignores_case_punctuation_and_possessive():

@@ -699,10 +699,10 @@ def test_soak_hundreds_of_interactions_memory_and_disk_stay_bounded(tmp_path, mo
     agent = session.agent
     real_decode, memo = agent._decode, {}
 
-    def decode(audio, keep, prompt):
+    def decode(audio, keep, prompt, glossary=None):
         key = (str(audio), keep)
         if key not in memo:
-            memo[key] = real_decode(audio, keep, prompt)
+            memo[key] = real_decode(audio, keep, prompt, glossary)
         return tuple(dataclasses.replace(c, **{n: getattr(c, n).clone() for n in ("hidden", "audio_features", "mel") if getattr(c, n) is not None})
                      for c in memo[key])  # fmt: skip
 

@@ -22,9 +22,9 @@ def list_terms(state: StateDir = None, profile: Profile = "default") -> None:
     """List the terms, most corrected first."""
     with Store.open(state_dir(state), readonly=True) as store:
         terms = store.terms(profile)
-    table = Table("term", "count", "source", "prompted")
+    table = Table("term", "count", "source")
     for term in terms:
-        table.add_row(term.term, str(term.count), term.source, "yes" if term.in_prompt else "no: learned by the weights")
+        table.add_row(term.term, str(term.count), term.source)
     Console().print(table)
 
 
