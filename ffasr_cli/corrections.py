@@ -567,22 +567,23 @@ RESPELLING_MAX_WORDS = 3  # "twenty five dollars" for "$25"
 def _respellings(hypothesis: str, label_words: list[str], candidates: list[int]) -> set[int]:
     """Which ``candidates`` (indices into ``label_words``) only re-spell heard words: the model knew them.
 
-    Two runs of words are the same words when whisper's normalizer (the one scoring uses) reads
-    them alike ("twenty dollars" and "$20" both read "$20"), or, for one word each, when their
-    letters and digits are ("standup", "stand-up"; but "PostgreSQL" for "Postgres QL" is a term).
+    A run of label words re-spells what was heard when whisper's normalizer (the one scoring
+    uses) reads it as words of the normalized hypothesis ("twenty dollars" and "$20" both read
+    "$20"), or, for one word, when its letters and digits are a heard word's ("standup",
+    "stand-up"; but "PostgreSQL" for "Postgres QL" is a term). The normalizer is slow (about
+    0.1 ms a call): the hypothesis is normalized once, not run by run.
     """
     from .evaluate import normalize  # whisper's normalizer: loaded only when a label differs
 
-    tokens = hypothesis.split()
-    runs = range(1, RESPELLING_MAX_WORDS + 1)
-    heard = {normalize(" ".join(tokens[i : i + n])) for n in runs for i in range(len(tokens) - n + 1)} - {""}
-    heard_squashed = {_squash(t) for t in tokens}
+    heard = f" {normalize(hypothesis)} "
+    heard_squashed = {_squash(t) for t in hypothesis.split()}
     found: set[int] = set()
     for index in candidates:
-        for n in runs:
+        for n in range(1, RESPELLING_MAX_WORDS + 1):
             for i in range(max(0, index - n + 1), min(index, len(label_words) - n) + 1):
                 run = label_words[i : i + n]
-                if normalize(" ".join(run)) in heard or (n == 1 and _squash(run[0]) in heard_squashed):
+                said = normalize(" ".join(run))
+                if (said and f" {said} " in heard) or (n == 1 and _squash(run[0]) in heard_squashed):
                     found.add(index)
     return found
 
