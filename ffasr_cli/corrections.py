@@ -577,15 +577,17 @@ def _respellings(hypothesis: str, label_words: list[str], candidates: list[int])
 
     heard = f" {normalize(hypothesis)} "
     heard_squashed = {_squash(t) for t in hypothesis.split()}
-    found: set[int] = set()
-    for index in candidates:
+
+    def respells(run: list[str]) -> bool:
+        said = normalize(" ".join(run))
+        return bool(said) and f" {said} " in heard or (len(run) == 1 and _squash(run[0]) in heard_squashed)
+
+    def runs_through(index: int):
         for n in range(1, RESPELLING_MAX_WORDS + 1):
             for i in range(max(0, index - n + 1), min(index, len(label_words) - n) + 1):
-                run = label_words[i : i + n]
-                said = normalize(" ".join(run))
-                if (said and f" {said} " in heard) or (n == 1 and _squash(run[0]) in heard_squashed):
-                    found.add(index)
-    return found
+                yield label_words[i : i + n]
+
+    return {index for index in candidates if any(respells(run) for run in runs_through(index))}
 
 
 _INFLECTIONS = ("s", "es", "ed", "d", "ing", "'s")

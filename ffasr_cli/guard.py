@@ -185,13 +185,12 @@ def added_terms(text: str, prompted: str, terms: Iterable[str]) -> str:
     """
     term_keys = {word_key(t) for t in terms}
     words, prompted_words = text.split(), prompted.split()
-    matcher = SequenceMatcher(None, [word_key(w) for w in words], [word_key(w) for w in prompted_words], autojunk=False)
+    keys, prompted_keys = [word_key(w) for w in words], [word_key(w) for w in prompted_words]
     kept: list[str] = []
-    for op, t1, t2, p1, p2 in matcher.get_opcodes():
-        stretch = prompted_words[p1:p2]
-        one_term = sum(word_key(w) in term_keys for w in stretch) == 1
-        if op != "equal" and one_term and len(stretch) <= t2 - t1 and not any(word_key(w) in term_keys for w in words[t1:t2]):
-            kept += stretch
+    for op, t1, t2, p1, p2 in SequenceMatcher(None, keys, prompted_keys, autojunk=False).get_opcodes():
+        one_term = sum(k in term_keys for k in prompted_keys[p1:p2]) == 1
+        if op != "equal" and one_term and p2 - p1 <= t2 - t1 and not any(k in term_keys for k in keys[t1:t2]):
+            kept += prompted_words[p1:p2]
         else:
             kept += words[t1:t2]
     return " ".join(kept)
