@@ -19,7 +19,8 @@ taught. Two confidences decide it, one of each model (benchmarks/results/tuning.
   not know, so what it writes for one is a guess ("T-Boe", "Speak N'F", "Granya": −0.7 to −2.3);
   a sound-alike is a word it knows, heard clearly ("Seth" −0.07, "Granny" −0.15, "Eva" −0.23).
   Where the two readings have as many words, each adapted word is checked against its own base
-  word; otherwise against the whole stretch they differ in ("Yana Check" → "Janáček").
+  word; otherwise against the whole stretch they differ in ("Yana Check" → "Janáček"), which a
+  term may stand for only if it is short (``MAX_TERM_WORDS`` words a term, one for any other).
 
 One piece of evidence outranks both: what the user corrected. Where the base model wrote the
 very words a correction of the term replaced (``misheard_as``: "Valero" in "Valero backs up…"
@@ -55,6 +56,7 @@ def word_logprobs(pieces: Sequence[str], logprobs: Sequence[float]) -> list[floa
     return words
 
 
+MAX_TERM_WORDS = 4  # the most words one term was misheard as ("Mo go go go" for Małgorzata, espeak)
 NEAR_MISS_MIN_LETTERS = 5  # shorter terms have too many ordinary words one letter away ("Ceph", "chef")
 _EDGE = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
 
@@ -84,6 +86,16 @@ def _as_term(word: str, terms: Sequence[str], term_keys: set[str]) -> str | None
             lead, trail = _EDGE.match(word).group(1, 3)
             return lead + term + trail
     return None
+
+
+def _may_stand_for(base_words: int, reading_words: int, terms: int) -> bool:
+    """Whether a stretch of ``reading_words`` words, ``terms`` of them terms, can be a reading of ``base_words`` words.
+
+    Each term stands for at most ``MAX_TERM_WORDS`` words, every other word for one. A reading
+    that drops more has skipped speech: a prompted reading wrote "Niamh, Wojcached." for
+    "Kneve booked a table for six people." (tiny.en, held-out slice).
+    """
+    return base_words <= MAX_TERM_WORDS * terms + reading_words - terms
 
 
 def misheard_as(hypothesis: str, label: str) -> dict[str, set[str]]:
@@ -125,7 +137,8 @@ def guarded_text(
     no such rule).
     An adapted word one letter off a taught term of five letters or more is that term, misspelled
     ("Bigniew"), and is shown as the term. Where the two readings differ in a stretch of as many
-    words, the words are taken one by one: the taught terms from ``adapted``, the rest from ``base``.
+    words, the words are taken one by one: the taught terms from ``adapted``, the rest from ``base``;
+    in a stretch of unequal length, ``adapted``'s words as a whole, if ``_may_stand_for`` allows.
     """
     terms = list(terms)
     term_keys = {word_key(t) for t in terms}
@@ -170,8 +183,10 @@ def guarded_text(
             kept += base_words[b1:b2]
         elif b2 - b1 == a2 - a1:
             kept += [written.get(i, base_words[b1 + i - a1]) for i in range(a1, a2)]
-        else:
+        elif _may_stand_for(b2 - b1, a2 - a1, len(written)):
             kept += [written.get(i, adapted_words[i]) for i in range(a1, a2)]
+        else:
+            kept += base_words[b1:b2]
     return " ".join(kept)
 
 
@@ -179,9 +194,10 @@ def added_terms(text: str, prompted: str, terms: Iterable[str]) -> str:
     """``text``, with the terms a glossary-prompted reading (already guarded) wrote where ``text`` has none.
 
     Where the two differ, the prompted words replace the stretch only if they write exactly one
-    term, in no more words than they replace, over words that write none. A prompt read back as a
-    list ("Saoirse, Nguyen, Tadeusz, Mister, Camera") writes several terms; one that loops ("Nguyen,
-    Nguyen, Mister, Doctor, Doctor…") writes more words than were said.
+    term, in no more words than they replace (and no fewer than ``_may_stand_for`` allows), over
+    words that write none. A prompt read back as a list ("Saoirse, Nguyen, Tadeusz, Mister,
+    Camera") writes several terms; one that loops ("Nguyen, Nguyen, Mister, Doctor, Doctor…")
+    writes more words than were said.
     """
     term_keys = {word_key(t) for t in terms}
     words, prompted_words = text.split(), prompted.split()
@@ -189,7 +205,8 @@ def added_terms(text: str, prompted: str, terms: Iterable[str]) -> str:
     kept: list[str] = []
     for op, t1, t2, p1, p2 in SequenceMatcher(None, keys, prompted_keys, autojunk=False).get_opcodes():
         one_term = sum(k in term_keys for k in prompted_keys[p1:p2]) == 1
-        if op != "equal" and one_term and p2 - p1 <= t2 - t1 and not any(k in term_keys for k in keys[t1:t2]):
+        fits = p2 - p1 <= t2 - t1 and _may_stand_for(t2 - t1, p2 - p1, 1)
+        if op != "equal" and one_term and fits and not any(k in term_keys for k in keys[t1:t2]):
             kept += prompted_words[p1:p2]
         else:
             kept += words[t1:t2]

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ffasr_cli.corrections import normalize_words, word_key
-from ffasr_cli.guard import added_terms, guarded_text, misheard_as, word_logprobs
+from ffasr_cli.guard import MAX_TERM_WORDS, added_terms, guarded_text, misheard_as, word_logprobs
 
 # (base model, adapted model, taught terms, shown): the first four were measured on tiny.en
 CASES = [
@@ -24,6 +24,9 @@ CASES = [
     ("the post office", "The post office.", [], "The post office."),
     # words the adapter dropped come back
     ("Turn left at the next light.", "Turn at the light.", ["Nginx"], "Turn left at the next light."),
+    # ...also around a term: one term does not stand for a whole sentence (a prompted reading, tiny.en)
+    ("Kneve booked a table for six people.", "Niamh, Wojcached.", ["Niamh", "Wojciech"], "Kneve booked a table for six people."),
+    ("Mo go go go is making bread.", "Małgorzata is making bread.", ["Małgorzata"], "Małgorzata is making bread."),
     ("", "", [], ""),
 ]
 
@@ -48,6 +51,8 @@ ADDED = [
      ["Nguyen"], "Nguyen one the chest ornament for the third year."),
     # a term already shown is not replaced by another
     ("We should thank Xochitl for it.", "We should thank Saoirse for it.", ["Xochitl", "Saoirse"], "We should thank Xochitl for it."),
+    # a reading that skipped most of what was said
+    ("Kneve booked a table for six people.", "Niamh, Wojcached.", ["Niamh", "Wojciech"], "Kneve booked a table for six people."),
     # words other than terms never come from the prompted reading
     ("Reload the config now.", "Reload that config now.", ["Nginx"], "Reload the config now."),
 ]
@@ -72,12 +77,13 @@ def test_without_terms_the_base_words_are_shown(base, adapted):
 
 
 @given(words, words)
-def test_a_taught_term_is_shown_and_nothing_else_of_the_adapter_is(base, adapted):
-    shown = normalize_words(guarded_text(base, adapted, ["Ceph"]))
-    if "ceph" in normalize_words(adapted):
-        assert "ceph" in shown
-    else:
+def test_a_taught_term_is_all_the_adapter_can_show_and_it_drops_few_words_for_it(base, adapted):
+    text = guarded_text(base, adapted, ["Ceph"])
+    shown = normalize_words(text)
+    if "ceph" not in shown:
         assert shown == normalize_words(base)
+    terms_shown = sum(word_key(w) == "ceph" for w in text.split())
+    assert len(text.split()) >= len(base.split()) - (MAX_TERM_WORDS - 1) * terms_shown
 
 
 def test_word_logprobs_are_the_least_sure_token_of_each_word():
