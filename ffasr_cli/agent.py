@@ -33,7 +33,7 @@ from .capture import WindowCapture, decode_window, encode
 from .config import Config, load_config
 from .corrections import check_correction, holds_spelling, learned_terms
 from .errors import CorrectionRejected, FfasrError
-from .evaluate import contains_term
+from .evaluate import written_terms
 from .guard import added_terms, guarded_text, misheard_as, word_logprobs
 from .lora import disabled_adapters
 from .models import default_device, load_model
@@ -316,7 +316,7 @@ class ASRAgent:
 
     def holds_taught_term(self, text: str) -> bool:
         """Whether ``text`` writes a term that corrections taught."""
-        return any(contains_term(text, term) for term in self.taught_terms)
+        return bool(written_terms(text, self.taught_terms))
 
     def accept(self, cache_id: str) -> None:
         """The transcript was right: keep it as a canary (checked before and after each update)."""

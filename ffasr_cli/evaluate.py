@@ -6,7 +6,7 @@ call ``score``.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -22,9 +22,15 @@ def normalize(text: str) -> str:
     return _normalizer()(text)
 
 
+def written_terms(text: str, terms: Iterable[str]) -> list[str]:
+    """The ``terms`` whose normalized form the normalized ``text`` holds as whole words."""
+    padded = f" {normalize(text)} "  # normalized once: the guard asks this of every transcript, for every term
+    return [term for term in terms if f" {normalize(term)} " in padded]
+
+
 def contains_term(text: str, term: str) -> bool:
     """Whether the normalized ``text`` holds the normalized ``term`` as whole words."""
-    return re.search(rf"(^| ){re.escape(normalize(term))}( |$)", normalize(text)) is not None
+    return bool(written_terms(text, [term]))
 
 
 @dataclass(frozen=True)
