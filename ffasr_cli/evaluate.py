@@ -24,7 +24,7 @@ def normalize(text: str) -> str:
 
 def written_terms(text: str, terms: Iterable[str]) -> list[str]:
     """The ``terms`` whose normalized form the normalized ``text`` holds as whole words."""
-    padded = f" {normalize(text)} "  # normalized once: the guard asks this of every transcript, for every term
+    padded = f" {normalize(text)} "  # normalized once: a session asks this of every accepted transcript, for every taught term
     return [term for term in terms if f" {normalize(term)} " in padded]
 
 
