@@ -48,6 +48,7 @@ class Example:
     hypothesis: str
     label: str
     targets: tuple[Target, ...]
+    terms: tuple[str, ...] = ()  # what the label taught (``learned_terms``)
     loss: float = float("nan")
     confirms: bool = False  # an accepted transcript learned from (it holds a learned term), not a correction
 
@@ -255,7 +256,7 @@ class ASRAgent:
             if len(tokens) > limit:
                 raise CorrectionRejected(f"correction too long for one 30 s window ({len(tokens)} tokens, at most {limit})")
             targets.append(Target(window, tokens))
-        return Example(entry.cache_id, entry.text, label, tuple(targets))
+        return Example(entry.cache_id, entry.text, label, tuple(targets), tuple(learned_terms(entry.text, label)))
 
     def _losses(self, examples: list[Example]) -> torch.Tensor:
         """Each example's loss (the mean over its windows), from one batched pass over the group.
@@ -294,18 +295,14 @@ class ASRAgent:
         if self.accumulated != len(self.pending):  # gradients were dropped (an interrupted update)
             self._recompute_gradients()
         (example.loss,) = self._backward([example])
-        self.note_correction(example.hypothesis, example.label)
+        self.taught_terms.update(example.terms)  # the term guard lets the adapter write these
+        self.note_misheard(example.hypothesis, example.label, example.terms)
         self.pending.append(example)
         self.accumulated += 1
 
-    def note_correction(self, hypothesis: str, label: str) -> None:
-        """Tell the term guard what a correction taught: its terms, and the words they replaced."""
-        self.taught_terms.update(learned_terms(hypothesis, label))
-        self.note_misheard(hypothesis, label)
-
-    def note_misheard(self, hypothesis: str, label: str) -> None:
-        """Remember which words of ``hypothesis`` the terms of ``label`` replaced (``guard.misheard_as``)."""
-        for term, words in misheard_as(hypothesis, label).items():
+    def note_misheard(self, hypothesis: str, label: str, terms: tuple[str, ...]) -> None:
+        """Remember which words of ``hypothesis`` the ``terms`` of ``label`` replaced (``guard.misheard_as``)."""
+        for term, words in misheard_as(hypothesis, label, terms).items():
             self.misheard.setdefault(term, set()).update(words)
 
     def _recompute_gradients(self) -> None:

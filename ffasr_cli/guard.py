@@ -42,7 +42,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from difflib import SequenceMatcher
 
-from .corrections import STOPWORDS, learned_terms, word_key
+from .corrections import STOPWORDS, word_key
 
 
 def word_logprobs(pieces: Sequence[str], logprobs: Sequence[float]) -> list[float]:
@@ -98,12 +98,12 @@ def _may_stand_for(base_words: int, reading_words: int, terms: int) -> bool:
     return base_words <= MAX_TERM_WORDS * terms + reading_words - terms
 
 
-def misheard_as(hypothesis: str, label: str) -> dict[str, set[str]]:
-    """For each term the label taught (``learned_terms``), the keys of the words it replaced in the hypothesis.
+def misheard_as(hypothesis: str, label: str, terms: Iterable[str]) -> dict[str, set[str]]:
+    """For each of ``terms`` (what the label taught: ``learned_terms``), the keys of the words it replaced in the hypothesis.
 
     Function words are left out: "at" in "Tadhg at" → "Ty get at" says nothing about Tadhg.
     """
-    keys = {word_key(t) for t in learned_terms(hypothesis, label)}
+    keys = {word_key(t) for t in terms}
     heard, said = hypothesis.split(), label.split()
     matcher = SequenceMatcher(None, [word_key(w) for w in heard], [word_key(w) for w in said], autojunk=False)
     found: dict[str, set[str]] = {}

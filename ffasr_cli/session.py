@@ -93,7 +93,7 @@ class Session:
         agent.taught_terms.update(t.term for t in self.store.terms(self.profile))  # for the term guard
         for done in self.store.interactions(self.profile):  # the words earlier corrections replaced, for the guard too
             if done.source != "accepted" and done.status != "rejected" and done.hypothesis and done.label:
-                agent.note_misheard(done.hypothesis, done.label)
+                agent.note_misheard(done.hypothesis, done.label, tuple(learned_terms(done.hypothesis, done.label)))
         self.refresh_glossary()
 
     def refresh_glossary(self) -> None:
@@ -153,7 +153,7 @@ class Session:
                     pass
             return self._accept(heard)
         if not self.learn_weights:
-            terms = self._learn_terms(heard.text, label)
+            terms = self._remember_terms(tuple(learned_terms(heard.text, label)))
             self._record(heard, label, source, "rejected", reason="not learned (--no-learn)")
             return Taught(label, source, None, None, 0, None, terms)
         try:
@@ -192,12 +192,12 @@ class Session:
         entry = self.agent.pending[-1]
         self.files.spill(self.agent.cache.get(heard.cache_id), entry.label, self.cache_identity)
         self._record(heard, entry.label, source, "pending", loss=float(loss), update_ms=1000 * (time.perf_counter() - started))
-        terms = self._learn_terms(heard.text, entry.label)
+        terms = self._remember_terms(entry.terms)
         update = self._step_if_ready()
         return Taught(entry.label, source, float(loss), None, len(self.agent.pending), update, terms)
 
-    def _learn_terms(self, hypothesis: str, label: str) -> tuple[str, ...]:
-        terms = tuple(learned_terms(hypothesis, label))
+    def _remember_terms(self, terms: tuple[str, ...]) -> tuple[str, ...]:
+        """Keep ``terms`` in the profile's glossary (the store counts them); return them."""
         if terms:
             self.store.add_terms(self.profile, list(terms))
             self.refresh_glossary()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ffasr_cli.corrections import normalize_words, word_key
+from ffasr_cli.corrections import learned_terms, normalize_words, word_key
 from ffasr_cli.guard import MAX_TERM_WORDS, added_terms, guarded_text, misheard_as, word_logprobs
 
 # (base model, adapted model, taught terms, shown): the first four were measured on tiny.en
@@ -140,10 +140,13 @@ def test_in_a_stretch_of_as_many_words_only_the_term_is_taken_from_the_adapter()
 
 
 def test_misheard_as_records_the_words_a_term_replaced():
-    assert misheard_as("Valero backs up the cluster.", "Velero backs up the cluster.") == {"velero": {"valero"}}
+    def misheard(hypothesis, label):
+        return misheard_as(hypothesis, label, learned_terms(hypothesis, label))
+
+    assert misheard("Valero backs up the cluster.", "Velero backs up the cluster.") == {"velero": {"valero"}}
     # a name heard as two words, with a function word beside it: the function word says nothing
-    assert misheard_as("I saw Ty get at the bakery.", "I saw Tadhg at the bakery.") == {"tadhg": {"ty", "get"}}
-    assert misheard_as("Send it to Valero.", "Send it to Valero.") == {}  # no correction, nothing learned
+    assert misheard("I saw Ty get at the bakery.", "I saw Tadhg at the bakery.") == {"tadhg": {"ty", "get"}}
+    assert misheard("Send it to Valero.", "Send it to Valero.") == {}  # no correction, nothing learned
 
 
 def test_a_term_may_replace_the_very_words_a_correction_of_it_replaced():
