@@ -8,6 +8,8 @@ have been heard) are used throughout.
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Literal
@@ -83,6 +85,37 @@ def word_key(word: str) -> str:
 
 def _normal(word: str) -> str:
     return word.lower().replace("’", "'")
+
+
+NEAR_MISS_MIN_LETTERS = 5  # shorter terms have too many ordinary words one letter away ("Ceph", "chef")
+
+
+def known_spelling(word: str, terms: Sequence[str]) -> str | None:
+    """The term of ``terms`` that ``word`` writes, exactly or (for terms of five letters or more)
+    one letter dropped, added or changed ("Bigniew" for "Zbigniew"); None if none.
+
+    Letters are compared lowercase and without accents ("Grazyna" writes "Grażyna").
+    """
+    letters = _letters(word)
+    for term in terms:
+        known = _letters(term)
+        if letters == known or (len(known) >= NEAR_MISS_MIN_LETTERS and _one_edit_apart(letters, known)):
+            return term
+    return None
+
+
+def _letters(word: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", word_key(word)) if c.isalnum())
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """Whether ``b`` is ``a`` with one letter dropped, added or changed."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    start = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), len(a))
+    return a[start + (len(a) == len(b)) :] == b[start + 1 :]
 
 
 def _squash(text: str) -> str:
@@ -224,14 +257,20 @@ def join_spelling(text: str) -> str:
     return _join_spelling(text)[0]
 
 
-def _join_spelling(text: str) -> tuple[str, list[str]]:
-    """``join_spelling``, and the spoken words each spelling replaced (where the word was heard)."""
+def _join_spelling(text: str, known: Sequence[str] = ()) -> tuple[str, list[str]]:
+    """``join_spelling``, and the spoken words each spelling replaced (where the word was heard).
+
+    A spelling of one of the ``known`` words, or one letter off it (``known_spelling``), is that
+    word: a letter is easily misheard ("J, A, C, E, K" came out as "J-I-C-E-K" right after
+    "Jacek" had been taught), and a user spells the name they taught before.
+    """
     out, spelled_over, pos = [], [], 0
     for match in _SPELLED.finditer(text):
         letters = _ALNUM.findall(match.group())
         if len(letters) < MIN_SPELLED_LETTERS:
             continue
         word = letters[0].upper() + "".join(letters[1:]).lower()
+        word = known_spelling(word, known) or word
         after = match.end()
         if "." in match.group() and text[after : after + 1] == ".":
             after += 1  # "x. o. c." ends with the last letter's dot, not a sentence's
@@ -287,7 +326,7 @@ def _replace_spoken(before: str, word: str) -> tuple[str, str] | None:
 # --- merge or replace -------------------------------------------------------------------------
 
 
-def parse_spoken_correction(spoken: str, hypothesis: str, attempt: str | None = None) -> Correction:
+def parse_spoken_correction(spoken: str, hypothesis: str, attempt: str | None = None, known: Sequence[str] = ()) -> Correction:
     """The label for a correction the user said, as the model transcribed it.
 
     Lead-ins are stripped (``strip_preamble``) and spelled-out words joined (``join_spelling``).
@@ -298,10 +337,12 @@ def parse_spoken_correction(spoken: str, hypothesis: str, attempt: str | None = 
     whole label; its first letter is capitalized when the hypothesis starts with a capital (the
     user spoke a sentence).
     ``attempt``, the adapter's own reading when the term guard showed another, helps find the
-    span (``_span_where``). Raises CorrectionRejected when nothing is left to learn from ("No.").
+    span (``_span_where``). ``known``: the words the user taught (the glossary), which a spelling
+    one letter off stands for (``_join_spelling``). Raises CorrectionRejected when nothing is left
+    to learn from ("No.").
     """
     text, wrong = _split_preamble(spoken, hypothesis)
-    text, spelled_over = _join_spelling(text)
+    text, spelled_over = _join_spelling(text, known)
     text, more_wrong = _split_preamble(text, hypothesis)  # "it's spelled …" after joining
     # the words a spelling replaced are how the name sounded: where it was heard ("speak NIF. Z-B-I-…")
     wrong = more_wrong or wrong or (spelled_over[0] if len(spelled_over) == 1 else None)
@@ -569,9 +610,11 @@ def _respellings(hypothesis: str, label_words: list[str], candidates: list[int])
 
     A run of label words re-spells what was heard when whisper's normalizer (the one scoring
     uses) reads it as words of the normalized hypothesis ("twenty dollars" and "$20" both read
-    "$20"), or, for one word, when its letters and digits are a heard word's ("standup",
-    "stand-up"; but "PostgreSQL" for "Postgres QL" is a term). The normalizer is slow (about
-    0.1 ms a call): the hypothesis is normalized once, not run by run.
+    "$20"), or, for one lowercase word, when its letters and digits are a heard word's ("standup",
+    "stand-up"; but "PostgreSQL" for "Postgres QL" is a term). A capitalized word is a name, and
+    how it is written is what the user taught: "Knative" for "K-native" is a term (as for
+    ``_inflects``). The normalizer is slow (about 0.1 ms a call): the hypothesis is normalized
+    once, not run by run.
     """
     from .evaluate import normalize  # whisper's normalizer: loaded only when a label differs
 
@@ -580,7 +623,7 @@ def _respellings(hypothesis: str, label_words: list[str], candidates: list[int])
 
     def respells(run: list[str]) -> bool:
         said = normalize(" ".join(run))
-        return bool(said) and f" {said} " in heard or (len(run) == 1 and _squash(run[0]) in heard_squashed)
+        return bool(said) and f" {said} " in heard or (len(run) == 1 and run[0][:1].islower() and _squash(run[0]) in heard_squashed)
 
     def runs_through(index: int):
         for n in range(1, RESPELLING_MAX_WORDS + 1):

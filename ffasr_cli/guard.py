@@ -38,11 +38,10 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from difflib import SequenceMatcher
 
-from .corrections import STOPWORDS, word_key
+from .corrections import STOPWORDS, known_spelling, word_key
 
 
 def word_logprobs(pieces: Sequence[str], logprobs: Sequence[float]) -> list[float]:
@@ -57,35 +56,18 @@ def word_logprobs(pieces: Sequence[str], logprobs: Sequence[float]) -> list[floa
 
 
 MAX_TERM_WORDS = 4  # the most words one term was misheard as ("Mo go go go" for Małgorzata, espeak)
-NEAR_MISS_MIN_LETTERS = 5  # shorter terms have too many ordinary words one letter away ("Ceph", "chef")
 _EDGE = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
-
-
-def _letters(word: str) -> str:
-    """The letters of ``word``, lowercase, without accents: how near two spellings are is a matter of letters."""
-    return "".join(c for c in unicodedata.normalize("NFKD", word_key(word)) if c.isalnum())
-
-
-def _one_edit_apart(a: str, b: str) -> bool:
-    """Whether ``b`` is ``a`` with one letter dropped, added or changed."""
-    if abs(len(a) - len(b)) > 1 or a == b:
-        return False
-    if len(a) > len(b):
-        a, b = b, a
-    start = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), len(a))
-    return a[start + (len(a) == len(b)) :] == b[start + 1 :]
 
 
 def _as_term(word: str, terms: Sequence[str], term_keys: set[str]) -> str | None:
     """The taught term ``word`` writes: itself, or one letter off ("Bigniew" for "Zbigniew"); None if neither."""
     if word_key(word) in term_keys:
         return word
-    letters = _letters(word)
-    for term in terms:
-        if len(_letters(term)) >= NEAR_MISS_MIN_LETTERS and _one_edit_apart(letters, _letters(term)):
-            lead, trail = _EDGE.match(word).group(1, 3)
-            return lead + term + trail
-    return None
+    term = known_spelling(word, terms)
+    if term is None:
+        return None
+    lead, trail = _EDGE.match(word).group(1, 3)
+    return lead + term + trail
 
 
 def _may_stand_for(base_words: int, reading_words: int, terms: int) -> bool:

@@ -118,7 +118,7 @@ class Session:
 
         spoken = self.agent.transcribe_correction(audio, heard.text)
         try:
-            label = parse_spoken_correction(spoken, heard.text, self._attempt(heard)).label
+            label = parse_spoken_correction(spoken, heard.text, self._attempt(heard), self.agent.glossary).label
         except CorrectionRejected as error:
             raise CorrectionRejected(f"{error} (heard {spoken!r})") from None
         if label.strip() == heard.text.strip() and not holds_spelling(spoken):

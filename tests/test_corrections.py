@@ -14,6 +14,7 @@ from ffasr_cli.corrections import (
     Correction,
     check_correction,
     join_spelling,
+    known_spelling,
     learned_terms,
     normalize_words,
     parse_spoken_correction,
@@ -182,6 +183,30 @@ def test_a_spelled_name_merges_where_the_words_it_replaced_were_heard(spoken, he
     assert parse_spoken_correction(spoken, heard).label == label
 
 
+def test_a_spelling_one_letter_off_a_taught_word_is_that_word():
+    # held-out 4 replay: "J, A, C, E, K" heard as "J-I-C-E-K" after a typed correction taught "Jacek"
+    spoken, heard = "No, I said Yachtsic. J-I-C-E-K.", "Yachtsic is fixing the bathroom tap today."
+    assert parse_spoken_correction(spoken, heard).label == "Jicek is fixing the bathroom tap today."
+    assert parse_spoken_correction(spoken, heard, known=["Sorcha", "Jacek"]).label == "Jacek is fixing the bathroom tap today."
+    # exactly spelled, a taught word keeps the casing it was taught with
+    assert parse_spoken_correction("No, P-O-S-T-G-R-E-S-Q-L.", "Postgres QL is down.", known=["PostgreSQL"]).label == "PostgreSQL is down."
+
+
+@pytest.mark.parametrize(
+    ("word", "terms", "term"),
+    [
+        ("Bigniew", ["Ceph", "Zbigniew"], "Zbigniew"),  # one letter dropped
+        ("Jicek", ["Jacek"], "Jacek"),  # one changed
+        ("Grazyna", ["Grażyna"], "Grażyna"),  # accents are not letters of their own
+        ("ceph's", ["Ceph"], "Ceph"),  # exactly, whatever the length
+        ("chef", ["Ceph"], None),  # one letter off a short term: an ordinary word as often as not
+        ("Zbigniewski", ["Zbigniew"], None),  # three letters off
+    ],
+)
+def test_known_spelling(word, terms, term):
+    assert known_spelling(word, terms) == term
+
+
 def test_spoken_spelling_in_capitals_is_merged():
     # seen in replay: after one update tiny.en wrote the spelled letters as one word
     correction = parse_spoken_correction("No, I said sochitl. XOCHITL.", "Sochitl is bringing the projector.")
@@ -339,6 +364,7 @@ def test_check_limits_are_options():
         ("it is at 3", "it's at three on the dot", ["dot"]),  # "three" only re-spells "3"
         ("I owe Neve $20 now.", "I owe Niamh twenty dollars now.", ["Niamh"]),  # "twenty dollars" is "$20"
         ("The stand-up starts at nine.", "The standup starts at nine.", []),
+        ("We moved it to K-native.", "We moved it to Knative.", ["Knative"]),  # a name: its spelling is taught
         ("at three", "at 3", []),  # numbers alone are not terms
         ("deploy TERRAFORM", "Deploy Terraform", []),  # casing alone is not a term
         (RIGHT, RIGHT, []),
