@@ -152,6 +152,9 @@ _PREAMBLE_PHRASES = [
 _PREAMBLE = re.compile(
     r"\s*(?:" + "|".join(_PREAMBLE_PHRASES) + r")(?![\w'’])[\s,.:;!?…—–-]*", re.IGNORECASE
 )
+# One word set off before "I said" / "I meant" is a lead-in heard as another word: with the
+# glossary as its prompt, "No, sorry, I meant Fluentd." was heard "Sorcha, I meant Fluentd.".
+_MISHEARD_LEAD_IN = re.compile(r"\s*[^\W\d_][\w'’-]*[,.]\s+(?=" + _PREAMBLE_PHRASES[0] + r"(?![\w'’]))", re.IGNORECASE)
 # "not Terra form, Terraform" / "not Terra form but Terraform": the second part is the correction,
 # the first says which words were wrong.
 _NOT_X_Y = re.compile(
@@ -165,7 +168,8 @@ _QUOTES = {'"': '"', "“": "”", "'": "'", "‘": "’", "«": "»"}
 def strip_preamble(text: str, *, hypothesis: str = "") -> str:
     """Remove spoken lead-ins such as "No, I meant", "I said", "it's", "actually", "sorry".
 
-    Lead-ins are removed one at a time from the start, in any case, with or without commas.
+    Lead-ins are removed one at a time from the start, in any case, with or without commas; so is
+    one word set off before "I said" / "I meant" (a lead-in misheard: "Sorcha, I meant…").
     "not X, Y" (or "not X but Y") keeps Y. Quotes around what is left are removed; its trailing
     punctuation is kept as spoken. When a ``hypothesis`` is given, a lead-in that the hypothesis
     itself starts with, followed by the same next word, is content and is kept ("No parking
@@ -178,6 +182,8 @@ def _split_preamble(text: str, hypothesis: str) -> tuple[str, str | None]:
     """``text`` without its lead-ins, and the wrong words named by "not X, Y" (or None)."""
     hyp_words = normalize_words(hypothesis)
     wrong = None
+    if (lead_in := _MISHEARD_LEAD_IN.match(text)) and not _is_content(lead_in.group(), text, hyp_words):
+        text = text[lead_in.end() :]
     while True:
         if match := _NOT_X_Y.match(text):
             layer, rest = "not", match["right"]

@@ -68,6 +68,7 @@ def test_normalize_words(text, words):
         'I said "Terraform".',
         "Not Terra form, Terraform.",
         "not terra form but Terraform.",
+        "Sorcha, I meant Terraform.",  # "No, sorry, I meant…" heard with the glossary as the prompt
     ],
 )
 def test_strip_preamble(spoken):
@@ -87,6 +88,7 @@ def test_strip_preamble_of_only_a_preamble_is_empty():
 def test_strip_preamble_keeps_a_preamble_that_the_hypothesis_starts_with():
     assert strip_preamble("No parking here", hypothesis="No parking hear.") == "No parking here"
     assert strip_preamble("Actually it works", hypothesis="Actually it work") == "Actually it works"
+    assert strip_preamble("Well, I said it twice", hypothesis="Well, I said it nice") == "Well, I said it twice"
     # The outer "No, I meant" is a preamble; the inner "no" is the sentence.
     assert strip_preamble("No, I meant no parking here", hypothesis="No parking hear.") == (
         "no parking here"
