@@ -67,6 +67,7 @@ SLICE_ROWS = {  # rows run on each slice by default
     "heldout": MAIN_ROWS,  # never used for tuning
     "heldout2": MAIN_ROWS,  # never used for tuning
     "heldout3": MAIN_ROWS,  # never used for tuning
+    "heldout4": MAIN_ROWS,  # never used for tuning (twelfth session)
 }
 DEFAULT_ROW = "encoder+glossary"  # the shipped config
 SEEDED_ROWS = (DEFAULT_ROW, "encoder")  # the two rows the targets name, trained with --seeds seeds (one run moves by a sentence or more with the seed)

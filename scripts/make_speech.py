@@ -107,6 +107,19 @@ PRON = {
     "Jędrzej": ("jˈɛnʤɛj", "yen jay"),
     "Thandiwe": ("tɑndˈiwA", "tan dee way"),
     "Clodagh": ("klˈOdə", "clo da"),
+    # fourth held-out slice (twelfth session, fixed before any run with the learner; never tuned on):
+    # candidates base tiny.en missed in 8 of 8 hibari sentences (Kubernetes and Siobhan, with these
+    # pronunciations, it got right in 8 of 8, so they are not here)
+    "Sorcha": ("sˈɜɹkə", "sur ka"),
+    "Jacek": ("jˈɑtsɛk", "yah tsek"),
+    "Uchenna": ("uʧˈɛnə", "oo chen na"),
+    "Szymon": ("ʃˈɪmɔn", "shim on"),
+    "Grażyna": ("ɡɹɑʒˈɪnɑ", "grah zhin ah"),
+    "Tendai": ("tˈɛndI", "ten dye"),
+    "Fluentd": ("flˈuənt dˈi", "floo ent dee"),
+    "Knative": ("kˈA nˈAtɪv", "kay native"),
+    "Qiang": ("ʧjˈɑŋ", "chyahng"),
+    "Xinyi": ("ʃˈɪnji", "shin yee"),
 }
 DEV_TERMS = ["PostgreSQL", "Xochitl", "Tadeusz", "Nguyen", "Nginx", "Saoirse"]
 DEV2_TERMS = ["Aoife", "Caoimhe", "Przemek", "Grzegorz"]
@@ -117,6 +130,7 @@ HELDOUT2_TERMS = ["Pádraig", "Chidi", "Zabbix", "Yevgeny", "Fionnuala", "Nnamdi
 DEV5_TERMS = ["Cathal", "Róisín", "Wiesław", "Ailbhe", "Bożena", "Oluwaseun", "Odhrán", "Velero", "Bláithín",
               "Szczepan"]
 HELDOUT3_TERMS = ["Krzysztof", "Małgorzata", "Tekton", "Ngozi", "Sadhbh", "Jędrzej", "Thandiwe", "Clodagh"]
+HELDOUT4_TERMS = ["Sorcha", "Jacek", "Uchenna", "Szymon", "Grażyna", "Tendai", "Fluentd", "Knative", "Qiang", "Xinyi"]
 
 # Per term: 4 training sentences (typed corrections) then 3 test sentences (never learned from).
 SENTENCES = {
@@ -610,6 +624,106 @@ SENTENCES = {
         "I think Clodagh left her phone in the car.",
         "The garden party was organized by Clodagh.",
     ],
+    "Sorcha": [
+        "Sorcha is leading the workshop on Thursday.",
+        "I returned the blue jacket to Sorcha.",
+        "The photos from the wedding were taken by Sorcha.",
+        "Could you ask Sorcha to lock the back door?",
+        # test
+        "Sorcha bought fresh bread on the way home.",
+        "We are having lunch with Sorcha tomorrow.",
+        "The new logo was designed by Sorcha.",
+    ],
+    "Jacek": [
+        "Jacek parked the van behind the warehouse.",
+        "I still owe Jacek a coffee.",
+        "The tickets were booked by Jacek.",
+        "Has Jacek finished painting the garage?",
+        # test
+        "Jacek is teaching his son to swim.",
+        "Please forward the schedule to Jacek.",
+        "The old piano belongs to Jacek.",
+    ],
+    "Uchenna": [
+        "Uchenna won the chess match on Sunday.",
+        "We are sending the contract to Uchenna.",
+        "The garden was planted by Uchenna last spring.",
+        "Did Uchenna get the package I sent?",
+        # test
+        "Uchenna is giving a talk at the conference.",
+        "I drove to work with Uchenna today.",
+        "The best cake at the party came from Uchenna.",
+    ],
+    "Szymon": [
+        "Szymon is repairing the fence this weekend.",
+        "I lent my drill to Szymon.",
+        "The budget report was checked by Szymon.",
+        "Can Szymon pick up the kids after school?",
+        # test
+        "Szymon missed the train this morning.",
+        "We celebrated the launch with Szymon.",
+        "The new menu was written by Szymon.",
+    ],
+    "Grażyna": [
+        "Grażyna makes the best dumplings in the family.",
+        "I called Grażyna about the rent.",
+        "The knitting class is taught by Grażyna.",
+        "Will Grażyna join us for the concert?",
+        # test
+        "Grażyna is visiting her sister this weekend.",
+        "We left the spare key with Grażyna.",
+        "The curtains were sewn by Grażyna.",
+    ],
+    "Tendai": [
+        "Tendai scored the winning goal on Saturday.",
+        "Please hand the keys to Tendai.",
+        "The playlist for the party was made by Tendai.",
+        "Is Tendai coming to the barbecue?",
+        # test
+        "Tendai is studying for the final exam.",
+        "I shared a taxi with Tendai last night.",
+        "The bookshelf was built by Tendai.",
+    ],
+    "Fluentd": [
+        "Fluentd is dropping messages under heavy load.",
+        "We forward the container logs to Fluentd.",
+        "The Fluentd buffer filled up overnight.",
+        "Can you restart Fluentd on the edge nodes?",
+        # test
+        "Fluentd crashed after the config change.",
+        "I added a new output plugin to Fluentd.",
+        "The Fluentd pods are using too much memory.",
+    ],
+    "Knative": [
+        "Knative scales the service down to zero.",
+        "We moved the webhook handlers to Knative.",
+        "The Knative route is not ready yet.",
+        "Did you upgrade Knative on the test cluster?",
+        # test
+        "Knative is pulling the wrong image tag.",
+        "I deployed the new function with Knative.",
+        "The Knative revision failed its health check.",
+    ],
+    "Qiang": [
+        "Qiang is presenting the quarterly results.",
+        "I borrowed a ladder from Qiang.",
+        "The travel plans were made by Qiang.",
+        "Could Qiang review my slides tonight?",
+        # test
+        "Qiang is learning to play the guitar.",
+        "We went hiking with Qiang on Sunday.",
+        "The flowers on the desk are from Qiang.",
+    ],
+    "Xinyi": [
+        "Xinyi is organizing the charity run.",
+        "I emailed the draft to Xinyi.",
+        "The birthday card was signed by Xinyi.",
+        "Has Xinyi seen the new office yet?",
+        # test
+        "Xinyi is cooking dumplings for the party.",
+        "We are meeting Xinyi at the museum.",
+        "The winning photo was taken by Xinyi.",
+    ],
 }
 N_TRAIN = 4
 
@@ -677,6 +791,14 @@ SPOKEN = {
         ("Clodagh", "Clodagh is bringing the salad on Friday.",
          "Clodagh is bringing the salad on Friday."),
     ],
+    "heldout4": [
+        ("Jacek", "Jacek is fixing the bathroom tap today.",
+         "No, I said Jacek. J, A, C, E, K."),
+        ("Fluentd", "Fluentd stopped shipping the logs last night.",
+         "No, sorry, I meant Fluentd."),
+        ("Tendai", "Tendai is cooking for everyone tonight.",
+         "Tendai is cooking for everyone tonight."),
+    ],
 }
 
 # Accepted dialogs: ordinary sentences base tiny.en gets right (no correction typed).
@@ -721,6 +843,11 @@ ACCEPTED = {
         "The train was very crowded today.",
         "Please put the milk in the fridge.",
         "We walked home after the film.",
+    ],
+    "heldout4": [
+        "The library closes early on Sundays.",
+        "My brother is moving to a new flat.",
+        "The meeting ran over by ten minutes.",
     ],
 }
 
@@ -826,6 +953,27 @@ SOUNDALIKE = [
     ("Thandiwe", "Andy was on his way to work."),
     ("Clodagh", "Claudia is working from home today."),
     ("Clodagh", "Close the door, please, it is cold."),
+    # twelfth session: heldout4
+    ("Sorcha", "The circus came to town last week."),
+    ("Sorcha", "Sir, could you sign here, please?"),
+    ("Jacek", "The yacht set sail at noon."),
+    ("Jacek", "Jack checked the tyres twice."),
+    ("Uchenna", "Who changed the password again?"),
+    ("Uchenna", "You can join us for dinner."),
+    ("Szymon", "Simon is cooking dinner tonight."),
+    ("Szymon", "The shimmering lake looked cold."),
+    ("Grażyna", "The grazing cows stood in the rain."),
+    ("Grażyna", "Gracie now works at the library."),
+    ("Tendai", "The tender closes on Friday."),
+    ("Tendai", "Ten days is too long to wait."),
+    ("Fluentd", "She is fluent in three languages."),
+    ("Fluentd", "The influence of the weather is huge."),
+    ("Knative", "She is a native of Dublin."),
+    ("Knative", "Every native plant needs water."),
+    ("Qiang", "Change the battery in the remote."),
+    ("Qiang", "The chairs are stacked in the hall."),
+    ("Xinyi", "The shiny car is parked outside."),
+    ("Xinyi", "She knew the answer right away."),
 ]
 
 GENERAL = [
@@ -1012,7 +1160,8 @@ def build_benchmark(out: Path, r: Renderer) -> list[str]:
     for split, terms in (("dev", DEV_TERMS), ("dev2", DEV2_TERMS), ("dev3", DEV3_TERMS),
                           ("heldout", HELDOUT_TERMS),
                           ("dev4", DEV4_TERMS), ("heldout2", HELDOUT2_TERMS),
-                          ("dev5", DEV5_TERMS), ("heldout3", HELDOUT3_TERMS)):
+                          ("dev5", DEV5_TERMS), ("heldout3", HELDOUT3_TERMS),
+                          ("heldout4", HELDOUT4_TERMS)):
         # training dialogs: typed corrections, interleaved across terms
         typed = []
         for term in terms:
