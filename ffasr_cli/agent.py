@@ -18,6 +18,7 @@ import dataclasses
 import random
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -300,7 +301,7 @@ class ASRAgent:
         self.pending.append(example)
         self.accumulated += 1
 
-    def note_misheard(self, hypothesis: str, label: str, terms: tuple[str, ...]) -> None:
+    def note_misheard(self, hypothesis: str, label: str, terms: Iterable[str]) -> None:
         """Remember which words of ``hypothesis`` the ``terms`` of ``label`` replaced (``guard.misheard_as``)."""
         for term, words in misheard_as(hypothesis, label, terms).items():
             self.misheard.setdefault(term, set()).update(words)

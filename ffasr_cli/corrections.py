@@ -105,6 +105,7 @@ def known_spelling(word: str, terms: Sequence[str]) -> str | None:
 
 
 def _letters(word: str) -> str:
+    """The letters of ``word``, lowercase, without accents: how near two spellings are is a matter of letters."""
     return "".join(c for c in unicodedata.normalize("NFKD", word_key(word)) if c.isalnum())
 
 
@@ -133,12 +134,16 @@ def _has_content(text: str) -> bool:
 
 # --- preambles --------------------------------------------------------------------------------
 
+# "I said", "I meant", "what I actually wanted to say was": the lead-in that names a correction.
+_I_SAID = (
+    r"(?:what\s+)?i\s+(?:actually\s+|really\s+)?"
+    r"(?:said|meant|mean|say|wanted\s+to\s+say|was\s+saying)"
+    r"(?:\s+to\s+say)?(?:\s+(?:was|is))?"
+)
 # Spoken lead-ins that are not part of the correction, tried one layer at a time
 # ("No, I meant it's Terraform" is three layers). Order matters: longer phrases first.
 _PREAMBLE_PHRASES = [
-    r"(?:what\s+)?i\s+(?:actually\s+|really\s+)?"
-    r"(?:said|meant|mean|say|wanted\s+to\s+say|was\s+saying)"
-    r"(?:\s+to\s+say)?(?:\s+(?:was|is))?",
+    _I_SAID,
     r"i(?:'m|’m|\s+am)\s+(?:saying|sorry)",
     r"(?:it|that|this)\s+should\s+(?:have\s+been|be|say|read)",
     r"should\s+(?:have\s+been|be)",
@@ -154,7 +159,7 @@ _PREAMBLE = re.compile(
 )
 # One word set off before "I said" / "I meant" is a lead-in heard as another word: with the
 # glossary as its prompt, "No, sorry, I meant Fluentd." was heard "Sorcha, I meant Fluentd.".
-_MISHEARD_LEAD_IN = re.compile(r"\s*[^\W\d_][\w'’-]*[,.]\s+(?=" + _PREAMBLE_PHRASES[0] + r"(?![\w'’]))", re.IGNORECASE)
+_MISHEARD_LEAD_IN = re.compile(r"\s*[^\W\d_][\w'’-]*[,.]\s+(?=" + _I_SAID + r"(?![\w'’]))", re.IGNORECASE)
 # "not Terra form, Terraform" / "not Terra form but Terraform": the second part is the correction,
 # the first says which words were wrong.
 _NOT_X_Y = re.compile(

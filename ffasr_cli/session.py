@@ -93,7 +93,7 @@ class Session:
         agent.taught_terms.update(t.term for t in self.store.terms(self.profile))  # for the term guard
         for done in self.store.interactions(self.profile):  # the words earlier corrections replaced, for the guard too
             if done.source != "accepted" and done.status != "rejected" and done.hypothesis and done.label:
-                agent.note_misheard(done.hypothesis, done.label, tuple(learned_terms(done.hypothesis, done.label)))
+                agent.note_misheard(done.hypothesis, done.label, learned_terms(done.hypothesis, done.label))
         self.refresh_glossary()
 
     def refresh_glossary(self) -> None:
