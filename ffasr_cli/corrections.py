@@ -157,9 +157,12 @@ _PREAMBLE_PHRASES = [
 _PREAMBLE = re.compile(
     r"\s*(?:" + "|".join(_PREAMBLE_PHRASES) + r")(?![\w'’])[\s,.:;!?…—–-]*", re.IGNORECASE
 )
-# One word set off before "I said" / "I meant" is a lead-in heard as another word: with the
-# glossary as its prompt, "No, sorry, I meant Fluentd." was heard "Sorcha, I meant Fluentd.".
-_MISHEARD_LEAD_IN = re.compile(r"\s*[^\W\d_][\w'’-]*[,.]\s+(?=" + _I_SAID + r"(?![\w'’]))", re.IGNORECASE)
+# One or two words before "I said" / "I meant" are a lead-in heard as other words: "No, sorry, I
+# meant Fluentd." was heard "Sorcha, I meant Fluentd." with the glossary as its prompt, and
+# "Sorcha means I meant Fluentd." in another voice.
+_MISHEARD_LEAD_IN = re.compile(
+    rf"\s*{_WORD.pattern}(?:[\s,]+{_WORD.pattern})?[,.]?\s+(?=" + _I_SAID + r"(?![\w'’]))", re.IGNORECASE
+)
 # "not Terra form, Terraform" / "not Terra form but Terraform": the second part is the correction,
 # the first says which words were wrong.
 _NOT_X_Y = re.compile(
@@ -241,6 +244,8 @@ _SPELLED = re.compile(
     rf"|(?:{_LETTER}[\s.,\-–]+)+{_LETTER})"
     rf"|(?P<capitals>{_CAPITAL}{{{MIN_SPELLED_LETTERS},}}))(?![\w'’])"
 )
+# "W" written as its spoken name at the start or inside a spelling: "double you O J C I E C H".
+_DOUBLE_U = re.compile(rf"(?<![\w'’])double[\s-]?(?:you|u)(?=[\s.,\-–]+{_LETTER}(?![\w'’]))", re.IGNORECASE)
 # Spoken words set off from what follows by punctuation ("Kiva. C-A-O-…").
 _SET_OFF = re.compile(r"[.,;:—–]\s*$")
 # Words between a spoken word and its spelling that belong to neither ("Xochitl, spelled X-O-C").
@@ -275,6 +280,7 @@ def _join_spelling(text: str, known: Sequence[str] = ()) -> tuple[str, list[str]
     word: a letter is easily misheard ("J, A, C, E, K" came out as "J-I-C-E-K" right after
     "Jacek" had been taught), and a user spells the name they taught before.
     """
+    text = _DOUBLE_U.sub("W", text)
     out, spelled_over, pos = [], [], 0
     for match in _SPELLED.finditer(text):
         letters = _ALNUM.findall(match.group())

@@ -69,6 +69,7 @@ def test_normalize_words(text, words):
         "Not Terra form, Terraform.",
         "not terra form but Terraform.",
         "Sorcha, I meant Terraform.",  # "No, sorry, I meant…" heard with the glossary as the prompt
+        "Sorcha means I meant Terraform.",  # the same, in another voice
     ],
 )
 def test_strip_preamble(spoken):
@@ -117,6 +118,8 @@ def test_strip_preamble_keeps_a_preamble_that_the_hypothesis_starts_with():
         # an adapted model writes the spelling it has learned in capitals, already joined
         ("No, I said sochitl. XOCHITL.", "No, I said Xochitl."),
         ("Nginx, NGINX", "Nginx"),
+        ("Wojciech, double you, O, J, C, I, E, C, H.", "Wojciech."),  # W said by its name
+        ("Wojciech. Double-u O J C I E C H", "Wojciech"),
         # the few words set off before the spelling, alone, are the word spelled, however unlike it they are
         ("Kiva. C, A, O, I, M, H, E.", "Caoimhe."),
         ("speak NIF. Z-B-I-G-N-I-E-W.", "Zbigniew."),
