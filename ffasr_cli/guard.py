@@ -117,6 +117,8 @@ def guarded_text(
     ``misheard``: per term key, the words corrections of it replaced (``misheard_as``); over those,
     a term needs only ``misheard_min_logprob`` and the base model's sureness does not count (None:
     no such rule).
+    Where the adapter only split a base word ("afternoon" → "after noon", with "after" taught in
+    another voice), the base word stands: a term inside it was not said as a word.
     An adapted word one letter off a taught term of five letters or more is that term, misspelled
     ("Bigniew"), and is shown as the term. Where the two readings differ in a stretch of as many
     words, the words are taken one by one: the taught terms from ``adapted``, the rest from ``base``;
@@ -150,11 +152,15 @@ def guarded_text(
         sure = base_confidence is not None and bool(words) and min(base_confidence[j] for j in words) >= base_sure_logprob
         return (confidence is None or confidence[i] >= min_logprob) and not sure
 
-    matcher = SequenceMatcher(None, [word_key(w) for w in base_words], [word_key(w) for w in adapted_words], autojunk=False)
+    base_keys, adapted_keys = [word_key(w) for w in base_words], [word_key(w) for w in adapted_words]
+    matcher = SequenceMatcher(None, base_keys, adapted_keys, autojunk=False)
     kept: list[str] = []
     for op, b1, b2, a1, a2 in matcher.get_opcodes():
         if op == "equal":
             kept += adapted_words[a1:a2]
+            continue
+        if a2 - a1 > b2 - b1 and "".join(base_keys[b1:b2]) == "".join(adapted_keys[a1:a2]):
+            kept += base_words[b1:b2]  # a base word split, letter for letter ("after noon"): no word in it was said alone
             continue
         written = {
             i: term
