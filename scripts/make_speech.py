@@ -13,7 +13,8 @@ they were rendered from another text or voice); JSONL files are always rewritten
 file, the clip count, WER and term recall (for soundalike.jsonl: how often the term wrongly appears).
 
 Voices:
-  * training clips: hibari "heart", speed 1.0, clean;
+  * training clips: hibari "heart", speed 1.0, clean; and the same dialogs in espeak-ng en-us
+    (train_*_espeak.jsonl: a user in a voice nothing was tuned on);
   * term test clips (terms_*.jsonl): hibari with other speed / pitch / noise (three "voices",
     one per test sentence, rotating), and espeak-ng (terms_*_espeak.jsonl, same sentences);
   * soundalike / general clips: hibari, mixed voices.
@@ -1154,6 +1155,38 @@ def write_jsonl(path: Path, rows):
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def training_dialogs(split: str, terms: list[str], say, check_accepted: bool = False) -> list[dict]:
+    """A slice's training dialogs: typed corrections interleaved across terms, with the accepted and
+    spoken ones spread through them. ``say(name, text, fix=False)`` renders a clip, returns its path.
+
+    ``check_accepted``: the user types an accepted sentence if it was heard wrong (a correction the
+    same as the transcript is an acceptance). Base tiny.en hears every accepted sentence right in
+    hibari's voice, not in espeak-ng's, and no user accepts "But Wojciech should be sunny…".
+    """
+    typed = []
+    for term in terms:
+        rows = []
+        for i, s in enumerate(SENTENCES[term][:N_TRAIN]):
+            audio = say(f"train_{slug(term, 12)}_{i}", s)
+            rows.append({"audio": audio, "correction": s, "reference": s, "terms": [term]})
+        typed.append(rows)
+    typed = interleave(typed)
+    accepted = [{"audio": say(f"accept_{split}_{i}", s), "reference": s} | ({"correction": s} if check_accepted else {})
+                for i, s in enumerate(ACCEPTED[split])]
+    spoken = []
+    for i, (term, s, fix) in enumerate(SPOKEN[split]):
+        name = f"spoken_{slug(term, 12)}_{i}"
+        spoken.append({"audio": say(name, s), "correction_audio": say(f"{name}_fix", fix, fix=True),
+                       "correction_text": fix, "reference": s, "terms": [term]})
+    rows, extra = [], interleave([accepted, spoken])
+    step = max(1, len(typed) // (len(extra) + 1))
+    for i, row in enumerate(typed):
+        rows.append(row)
+        if (i + 1) % step == 0 and extra:
+            rows.append(extra.pop(0))
+    return rows + extra
+
+
 def build_benchmark(out: Path, r: Renderer) -> list[str]:
     clips = out / "clips"
     files = []
@@ -1162,38 +1195,16 @@ def build_benchmark(out: Path, r: Renderer) -> list[str]:
                           ("dev4", DEV4_TERMS), ("heldout2", HELDOUT2_TERMS),
                           ("dev5", DEV5_TERMS), ("heldout3", HELDOUT3_TERMS),
                           ("heldout4", HELDOUT4_TERMS)):
-        # training dialogs: typed corrections, interleaved across terms
-        typed = []
-        for term in terms:
-            rows = []
-            for i, s in enumerate(SENTENCES[term][:N_TRAIN]):
-                name = f"train_{slug(term, 12)}_{i}.wav"
-                r.clip(clips / name, s, TRAIN_VOICE)
-                rows.append({"audio": f"clips/{name}", "correction": s, "reference": s, "terms": [term]})
-            typed.append(rows)
-        typed = interleave(typed)
-        accepted = []
-        for i, s in enumerate(ACCEPTED[split]):
-            name = f"accept_{split}_{i}.wav"
-            r.clip(clips / name, s, TRAIN_VOICE)
-            accepted.append({"audio": f"clips/{name}", "reference": s})
-        spoken = []
-        for i, (term, s, fix) in enumerate(SPOKEN[split]):
-            name = f"spoken_{slug(term, 12)}_{i}"
-            r.clip(clips / f"{name}.wav", s, TRAIN_VOICE)
-            r.clip(clips / f"{name}_fix.wav", fix, FIX_VOICE)
-            spoken.append({"audio": f"clips/{name}.wav", "correction_audio": f"clips/{name}_fix.wav",
-                           "correction_text": fix, "reference": s, "terms": [term]})
-        # order: typed dialogs with accepted / spoken ones spread through them
-        rows, extra = [], interleave([accepted, spoken])
-        step = max(1, len(typed) // (len(extra) + 1))
-        for i, row in enumerate(typed):
-            rows.append(row)
-            if (i + 1) % step == 0 and extra:
-                rows.append(extra.pop(0))
-        rows += extra
-        write_jsonl(out / f"train_{split}.jsonl", rows)
-        files.append(f"train_{split}.jsonl")
+        # training dialogs, once in hibari and once in espeak-ng: a voice nothing was tuned on
+        for suffix, voice, fix_voice, espeak in (("", TRAIN_VOICE, FIX_VOICE, None), ("_espeak", None, None, 0)):
+
+            def say(name: str, text: str, fix: bool = False) -> str:
+                path = f"clips/{name}{suffix}.wav"
+                r.clip(out / path, text, fix_voice if fix else voice, espeak=espeak)
+                return path
+
+            write_jsonl(out / f"train_{split}{suffix}.jsonl", training_dialogs(split, terms, say, check_accepted=espeak is not None))
+            files.append(f"train_{split}{suffix}.jsonl")
 
         # term test sets: 3 held-back sentences per term, other voices; espeak-ng variant
         hib, esp = [], []
