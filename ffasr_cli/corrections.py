@@ -245,7 +245,10 @@ _SPELLED = re.compile(
     rf"|(?P<capitals>{_CAPITAL}{{{MIN_SPELLED_LETTERS},}}))(?![\w'’])"
 )
 # "W" written as its spoken name at the start or inside a spelling: "double you O J C I E C H".
-_DOUBLE_U = re.compile(rf"(?<![\w'’])double[\s-]?(?:you|u)(?=[\s.,\-–]+{_LETTER}(?![\w'’]))", re.IGNORECASE)
+# Only before enough single letters to be a spelling with it: "double you a favour" is no "W a".
+_DOUBLE_U = re.compile(
+    rf"(?<![\w'’])double[\s-]?(?:you|u)(?=(?:[\s.,\-–]+{_LETTER}(?![\w'’])){{{MIN_SPELLED_LETTERS - 1}}})", re.IGNORECASE
+)
 # Spoken words set off from what follows by punctuation ("Kiva. C-A-O-…").
 _SET_OFF = re.compile(r"[.,;:—–]\s*$")
 # Words between a spoken word and its spelling that belong to neither ("Xochitl, spelled X-O-C").

@@ -120,6 +120,8 @@ def test_strip_preamble_keeps_a_preamble_that_the_hypothesis_starts_with():
         ("Nginx, NGINX", "Nginx"),
         ("Wojciech, double you, O, J, C, I, E, C, H.", "Wojciech."),  # W said by its name
         ("Wojciech. Double-u O J C I E C H", "Wojciech"),
+        ("I owe you double you a favour", "I owe you double you a favour"),  # not before a spelling
+        ("give it a double u I guess", "give it a double u I guess"),
         # the few words set off before the spelling, alone, are the word spelled, however unlike it they are
         ("Kiva. C, A, O, I, M, H, E.", "Caoimhe."),
         ("speak NIF. Z-B-I-G-N-I-E-W.", "Zbigniew."),
