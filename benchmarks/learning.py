@@ -61,7 +61,7 @@ MAIN_ROWS = "plain,prompt,holler,logits,encoder,encoder+glossary,encoder no-guar
 # "ROW @espeak": ROW trained on the same dialogs spoken by espeak-ng (train_SLICE_espeak.jsonl), a voice
 # no setting was tuned on, so that its espeak test sentences are in the user's own voice
 TRAINING_VOICES = ("espeak",)
-ESPEAK_ROWS = "prompt @espeak,holler @espeak,encoder @espeak,encoder+glossary @espeak"
+HELDOUT_ROWS = MAIN_ROWS + ",prompt @espeak,holler @espeak,encoder @espeak,encoder+glossary @espeak"
 SLICE_ROWS = {  # rows run on each slice by default
     # every row but full mode's (its gradients equal encoder mode's bit for bit: tests/test_engine.py)
     "dev": ",".join(n for n in ROWS if not n.startswith("full") and n != "logits+glossary"),
@@ -70,10 +70,10 @@ SLICE_ROWS = {  # rows run on each slice by default
     "dev4": MAIN_ROWS,
     "dev5": MAIN_ROWS,
     # never used for tuning (held-out 4: twelfth session); also trained in espeak-ng, the voice of their espeak test sentences
-    "heldout": f"{MAIN_ROWS},{ESPEAK_ROWS}",
-    "heldout2": f"{MAIN_ROWS},{ESPEAK_ROWS}",
-    "heldout3": f"{MAIN_ROWS},{ESPEAK_ROWS}",
-    "heldout4": f"{MAIN_ROWS},{ESPEAK_ROWS}",
+    "heldout": HELDOUT_ROWS,
+    "heldout2": HELDOUT_ROWS,
+    "heldout3": HELDOUT_ROWS,
+    "heldout4": HELDOUT_ROWS,
 }
 DEFAULT_ROW = "encoder+glossary"  # the shipped config
 SEEDED_ROWS = (DEFAULT_ROW, "encoder")  # the two rows the targets name, trained with --seeds seeds (one run moves by a sentence or more with the seed)
@@ -93,7 +93,7 @@ def eval_files(data: Path, slice_name: str, quick: bool) -> list[Path]:
 
 
 def run_row(args: tuple) -> dict:
-    name, slice_name, data, quick, curve, seed = args
+    row, slice_name, data, quick, curve, seed = args
     import torch
 
     torch.set_num_threads(1)
@@ -102,7 +102,7 @@ def run_row(args: tuple) -> dict:
     from ffasr_cli.dialogs import Dialog, read_dialogs
     from ffasr_cli.session import Session
 
-    name, voice = split_row(name)
+    name, voice = split_row(row)
     train = data / f"train_{slice_name}{'_' + voice if voice else ''}.jsonl"
     dialogs = [d for d in read_dialogs(train) if isinstance(d, Dialog)]
     # the curve job scores after every update: only the term test set and general speech
@@ -125,7 +125,7 @@ def run_row(args: tuple) -> dict:
         after["soundalike.jsonl"]["any_term_insertions"] = any_term_insertions(report["eval"]["soundalike.jsonl"]["after"], data / f"terms_{slice_name}.jsonl")
     summary = report["summary"]
     return {
-        "row": f"{name} @{voice}" if voice else name, "slice": slice_name, "seed": seed, "date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - started, 1), "metrics": after,
+        "row": row, "slice": slice_name, "seed": seed, "date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - started, 1), "metrics": after,
         "updates": summary.get("steps"), "rolled_back": summary.get("rolled_back"), "update_seconds": summary.get("total_update_seconds"),
         "rejected": summary.get("rejected"), "terms": summary.get("learned_terms"), "curve": report.get("curve", []),
         "errors": errors(report, data / f"terms_{slice_name}.jsonl"),
@@ -344,7 +344,7 @@ def main() -> None:
     jobs = []
     for slice_name in args.slices.split(","):
         names = [n.strip() for n in rows.get(slice_name, "").split(",") if n.strip()]
-        unknown = [n for n in names if split_row(n)[0] not in ROWS or split_row(n)[1] not in ("", *TRAINING_VOICES)]
+        unknown = [n for n, (base, voice) in zip(names, map(split_row, names)) if base not in ROWS or voice not in ("", *TRAINING_VOICES)]
         if unknown:
             sys.exit(f"unknown rows: {unknown}; known: {list(ROWS)}, each also as 'ROW @VOICE' for VOICE in {TRAINING_VOICES}")
         jobs += [(n, slice_name, args.data, args.quick, False, seed) for n in names for seed in range(args.seeds if split_row(n)[0] in SEEDED_ROWS else 1)]
