@@ -1,7 +1,8 @@
 """Reading ``dialogs.jsonl`` (replay input) and evaluation files, one checked row at a time.
 
 A dialog row: ``{"audio": ..., "correction": ...}`` (typed), ``{"audio": ..., "correction_audio":
-...}`` (spoken), or ``{"audio": ...}`` (accepted); ``reference`` is the truth, for scoring only.
+...}`` (spoken), both (a spoken correction the user saw heard wrong, then typed), or ``{"audio": ...}``
+(accepted); ``reference`` is the truth, for scoring only.
 An evaluation row: ``{"audio": ..., "reference": ..., "terms": [...]}``. Paths are relative to the
 JSONL file. A bad row becomes a ``BadRow`` with its line number, never an exception, so a replay can
 skip it (or, with ``--strict``, stop on it).

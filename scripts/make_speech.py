@@ -1155,13 +1155,16 @@ def write_jsonl(path: Path, rows):
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def training_dialogs(split: str, terms: list[str], say, check_accepted: bool = False) -> list[dict]:
+def training_dialogs(split: str, terms: list[str], say, user_checks: bool = False) -> list[dict]:
     """A slice's training dialogs: typed corrections interleaved across terms, with the accepted and
     spoken ones spread through them. ``say(name, text, fix=False)`` renders a clip, returns its path.
 
-    ``check_accepted``: the user types an accepted sentence if it was heard wrong (a correction the
-    same as the transcript is an acceptance). Base tiny.en hears every accepted sentence right in
-    hibari's voice, not in espeak-ng's, and no user accepts "But Wojciech should be sunny…".
+    ``user_checks``: the user reads every answer, as ``ffasr listen`` at a terminal asks them to,
+    and types the sentence where it was heard wrong: an accepted sentence (a typed correction the
+    same as the transcript is an acceptance) and a spoken correction (replay teaches the typed
+    text where the spoken one was heard as other words). Base tiny.en hears every accepted sentence
+    right in hibari's voice, not in espeak-ng's, and no user accepts "But Wojciech should be
+    sunny…", or teaches "The Nnamix server…" for "The Zabbix server…".
     """
     typed = []
     for term in terms:
@@ -1171,13 +1174,16 @@ def training_dialogs(split: str, terms: list[str], say, check_accepted: bool = F
             rows.append({"audio": audio, "correction": s, "reference": s, "terms": [term]})
         typed.append(rows)
     typed = interleave(typed)
-    accepted = [{"audio": say(f"accept_{split}_{i}", s), "reference": s} | ({"correction": s} if check_accepted else {})
-                for i, s in enumerate(ACCEPTED[split])]
+
+    def checked(sentence: str) -> dict:  # what the user types if it was heard wrong
+        return {"correction": sentence} if user_checks else {}
+
+    accepted = [{"audio": say(f"accept_{split}_{i}", s), "reference": s} | checked(s) for i, s in enumerate(ACCEPTED[split])]
     spoken = []
     for i, (term, s, fix) in enumerate(SPOKEN[split]):
         name = f"spoken_{slug(term, 12)}_{i}"
         spoken.append({"audio": say(name, s), "correction_audio": say(f"{name}_fix", fix, fix=True),
-                       "correction_text": fix, "reference": s, "terms": [term]})
+                       "correction_text": fix, "reference": s, "terms": [term]} | checked(s))
     rows, extra = [], interleave([accepted, spoken])
     step = max(1, len(typed) // (len(extra) + 1))
     for i, row in enumerate(typed):
@@ -1203,7 +1209,7 @@ def build_benchmark(out: Path, r: Renderer) -> list[str]:
                 r.clip(out / path, text, fix_voice if fix else voice, espeak=espeak)
                 return path
 
-            write_jsonl(out / f"train_{split}{suffix}.jsonl", training_dialogs(split, terms, say, check_accepted=espeak is not None))
+            write_jsonl(out / f"train_{split}{suffix}.jsonl", training_dialogs(split, terms, say, user_checks=espeak is not None))
             files.append(f"train_{split}{suffix}.jsonl")
 
         # term test sets: 3 held-back sentences per term, other voices; espeak-ng variant

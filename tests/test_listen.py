@@ -315,3 +315,91 @@ def test_saved_audio_continues_numbering_and_appends(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "dialogs.jsonl").read_text().splitlines()]
     assert rows == [{"audio": "utt-0001.wav", "correction_audio": "utt-0001-fix.wav"}, {"audio": "utt-0002.wav"}]
     assert soundfile.info(str(tmp_path / "utt-0001.wav")).samplerate == SR
+
+
+# ------------------------------------------------------------------------------ answers at a terminal
+
+
+class Keyboard:
+    """What a user types at the terminal, one answer per prompt (the one fake here: a keyboard)."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = list(lines)
+
+    def drain(self) -> None:  # the real reader drops keys typed while listening; these are answers
+        pass
+
+    def get(self) -> str | None:
+        return self.lines.pop(0) if self.lines else None
+
+    def has_line(self) -> bool:
+        return bool(self.lines)
+
+    def exhausted(self) -> bool:
+        return not self.lines
+
+
+class ClipRecorder:
+    """A microphone that hears these clips, in order."""
+
+    name = "clips"
+
+    def __init__(self, names: list[str]):
+        from ffasr_cli.audio import load_audio
+
+        self.clips = [load_audio(DATA / f"{name}.wav") for name in names]
+
+    def record_utterance_vad(self, stop):
+        return self.clips.pop(0)
+
+
+@pytest.mark.slow
+def test_a_spoken_correction_is_taught_only_once_confirmed_and_replays_the_same(tmp_path):
+    from ffasr_cli.commands.listen import AudioLog, Meter, _Loop
+    from ffasr_cli.commands.replay import run_replay
+    from ffasr_cli.config import load_config
+    from ffasr_cli.dialogs import read_dialogs
+    from ffasr_cli.session import Session
+
+    fixed = "Deploy the new service to Kubernetes tonight."
+    clips = [
+        "kubernetes_deploy", "kubernetes_cluster", "kubernetes_dashboard",  # heard; said, shown; said again, shown: then typed
+        "weather", "weather",  # heard; said again, refused as the same words: then accepted
+        "kubernetes_deploy", "spelled_zbigniew",  # heard; spelled, shown, confirmed with Enter
+    ]
+    answers = ["!", "!", fixed, "!", "", "!", ""]
+    saved = tmp_path / "audio"
+    config = load_config(None)
+
+    def history(state):
+        session = Session.open(state, "default", config, "test")
+        try:
+            return [(i.source, i.status, i.label) for i in session.store.interactions("default")]
+        finally:
+            session.close()
+
+    session = Session.open(tmp_path / "listened", "default", config, "listen")
+    log = AudioLog(saved)
+    loop = _Loop(session, ClipRecorder(clips), Keyboard(answers), Meter(False), log, interactive=True, vad=True, max_seconds=30.0)
+    try:
+        loop.run(max_utterances=3)
+    finally:
+        session.close()
+        log.close()
+
+    listened = history(tmp_path / "listened")
+    assert [source for source, _, _ in listened] == ["typed", "accepted", "spoken"], listened
+    assert listened[0][2] == fixed and "Zbigniew" in listened[2][2]
+    rows = [json.loads(line) for line in (saved / "dialogs.jsonl").read_text().splitlines()]
+    assert rows == [
+        {"audio": "utt-0001.wav", "correction_audio": "utt-0001-fix.wav", "correction": fixed},  # the last one said, then typed
+        {"audio": "utt-0002.wav"},  # the refused spoken try is not kept: replay accepts it too
+        {"audio": "utt-0003.wav", "correction_audio": "utt-0003-fix.wav"},
+    ]
+
+    session = Session.open(tmp_path / "replayed", "default", config, "replay")
+    try:
+        run_replay(session, list(read_dialogs(saved / "dialogs.jsonl")), [], source=saved / "dialogs.jsonl")
+    finally:
+        session.close()
+    assert history(tmp_path / "replayed") == listened

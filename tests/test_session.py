@@ -152,6 +152,33 @@ def test_a_spoken_correction_with_nothing_in_it_is_recorded_as_rejected(tmp_path
     assert (row.status, row.source, row.hypothesis) == ("rejected", "spoken", report["dialogs"][0]["hypothesis"])
 
 
+def test_a_spoken_correction_typed_over_is_taught_only_where_it_was_heard_as_the_typed_words(tmp_path):
+    import json
+
+    from ffasr_cli.commands.replay import run_replay
+    from ffasr_cli.dialogs import read_dialogs
+
+    session = open_session(tmp_path / "probe")
+    try:
+        spoken = session.hear_correction(clip("spelled_zbigniew"), session.hear(clip("kubernetes_deploy")))
+    finally:
+        session.close()
+    assert "Zbigniew" in spoken
+    said = {"audio": str(clip("kubernetes_deploy")), "correction_audio": str(clip("spelled_zbigniew"))}
+    dialogs = tmp_path / "dialogs.jsonl"
+    dialogs.write_text(
+        json.dumps(said | {"correction": spoken.lower().rstrip(".")}) + "\n"  # heard as the typed words: the spoken one
+        + json.dumps(said | {"correction": FIX["kubernetes_deploy"]}) + "\n"  # heard otherwise: the user typed what was said
+    )
+    session = open_session(tmp_path / "state")
+    try:
+        run_replay(session, list(read_dialogs(dialogs)), [], source=dialogs)
+        taught = [(row.source, row.label) for row in session.store.interactions("default")]
+    finally:
+        session.close()
+    assert taught == [("spoken", spoken), ("typed", FIX["kubernetes_deploy"])]
+
+
 def test_a_spoken_correction_heard_as_the_transcript_is_refused_not_kept_as_a_canary(tmp_path):
     from ffasr_cli.errors import CorrectionRejected
 

@@ -4,7 +4,9 @@ Two ways to use it:
 
 * at a terminal: a level meter on stderr; voice-activity end-pointing (``--vad``, the default) or
   push-to-talk (Enter starts and stops); after each utterance, Enter accepts it, a typed line
-  corrects it, and ``!`` records a spoken correction;
+  corrects it, and ``!`` records a spoken correction, which is shown as heard and taught only
+  when Enter confirms it (a typed line replaces it, ``!`` says it again): a misheard correction
+  would teach the mishearing;
 * from a script (stdin not a terminal, or ``--script``): each transcript is one line on stdout, each
   stdin line answers one utterance (empty = accept, text = typed correction, ``!`` = spoken), and the
   session ends at the end of stdin or after ``--max-utterances``. Progress goes to stderr, where a
@@ -214,13 +216,15 @@ class _Loop:
         self.meter.clear()
         return None if self.lines.exhausted() else audio
 
-    def _reply(self) -> str | None:
+    def _reply(self, hint: str = "Enter = accept · type a correction · ! + Enter = speak it") -> str | None:
+        """The user's next line, stripped; None at the end of input."""
         if self.interactive:
             self.lines.drain()  # keys pressed while listening answer nothing
-            console.print("[dim]Enter = accept · type a correction · ! + Enter = speak it[/dim]")
+            console.print(f"[dim]{hint}[/dim]")
             sys.stderr.write("› ")
             sys.stderr.flush()
-        return self.lines.get()
+        line = self.lines.get()
+        return None if line is None else line.strip()
 
     # -- the loop
 
@@ -251,18 +255,24 @@ class _Loop:
             self._answer(heard, name, saved)
 
     def _answer(self, heard, name: str | None, saved: str | None) -> None:
+        """Ask until the user accepts, corrects, or confirms a spoken correction; then teach it.
+
+        A spoken correction is taught as heard only in script mode or once Enter confirms it; the
+        saved row keeps its audio beside a typed line that replaced it, which is how ``ffasr
+        replay`` tells the two apart.
+        """
         from ..errors import CorrectionRejected
 
+        row: dict = {"audio": saved}
+        reply = self._reply()
         while True:
-            reply = self._reply()
             if reply is None:  # end of input before an answer: this one is left untaught
                 self.say("end of input: the last utterance was not answered, so nothing was learned from it")
                 return
-            reply = reply.strip() or None
-            row: dict = {"audio": saved}
             try:
-                if reply is None:
+                if not reply:
                     label, source = None, "accepted"
+                    row.pop("correction_audio", None)  # a spoken try that was refused: replay must accept too
                 elif reply == SPEAK:
                     spoken = self._record("the spoken correction")
                     if spoken is None:
@@ -273,18 +283,24 @@ class _Loop:
                         label = self.session.hear_correction(spoken, heard)
                     self.say(f"spoken correction → {label}")
                     source = "spoken"
+                    if self.interactive:
+                        reply = self._reply("Enter = teach it · type the sentence instead · ! + Enter = say it again")
+                        if reply != "":
+                            continue  # replaced (typed or said again), or the end of input
                 else:
                     label, source = self.session.read_correction(reply, heard), "typed"
                     row["correction"] = reply
             except CorrectionRejected as error:
                 self.say(f"refused: {error}", "yellow")
                 if self.interactive:
-                    continue  # ask again
+                    reply = self._reply()  # ask again
+                    continue
                 self.session.teach(heard, None, "spoken" if reply == SPEAK else "typed", refused=str(error))  # kept in the history
                 return
             except FfasrError as error:  # a spoken correction with nothing in it, say
                 self.say(f"ffasr: warning: {error}", "yellow")
                 if self.interactive:
+                    reply = self._reply()
                     continue
                 return
             break

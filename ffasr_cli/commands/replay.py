@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..corrections import normalize_words
 from ..dialogs import BadRow, Dialog, read_dialogs, read_eval
 from ..errors import CorrectionRejected, FfasrError, StateError
 from .common import (
@@ -43,19 +44,29 @@ def evaluate_file(agent, path: Path, progress: Progress | None = None) -> dict:
 
 
 def _teach(session, dialog: Dialog, heard):
-    """Turn the dialog's correction into a label and teach it; a refused one is recorded as rejected."""
+    """Turn the dialog's correction into a label and teach it; a refused one is recorded as rejected.
+
+    A row with both a spoken and a typed correction is what ``ffasr listen --save-audio`` writes
+    when the user saw the spoken one heard wrong and typed the sentence: the spoken one is taught
+    where it was heard as the typed words, the typed one where it was not.
+    """
+    typed = None
     if dialog.correction is not None:
         try:
-            label = session.read_correction(dialog.correction, heard)
+            typed = session.read_correction(dialog.correction, heard)
         except CorrectionRejected:  # e.g. empty: teach refuses it too, and records why
-            label = dialog.correction
-        return session.teach(heard, label, "typed")
+            typed = dialog.correction
     if dialog.correction_audio is not None:
         try:
-            label = session.hear_correction(dialog.correction_audio, heard)
+            spoken = session.hear_correction(dialog.correction_audio, heard)
         except CorrectionRejected as error:  # "No." and nothing else
-            return session.teach(heard, None, "spoken", refused=str(error))
-        return session.teach(heard, label, "spoken")
+            if typed is None:
+                return session.teach(heard, None, "spoken", refused=str(error))
+        else:
+            if typed is None or normalize_words(spoken) == normalize_words(typed):
+                return session.teach(heard, spoken, "spoken")
+    if typed is not None:
+        return session.teach(heard, typed, "typed")
     return session.teach(heard, None, "accepted")
 
 
