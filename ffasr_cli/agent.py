@@ -107,7 +107,7 @@ class ASRAgent:
         self.accumulated = 0  # pending examples whose gradients are in .grad right now
         self.replay: deque[Example] = deque(maxlen=t.replay_size)
         self.canaries: deque[Example] = deque(maxlen=t.canary_size)
-        self.glossary: list[str] = []
+        self.glossary: list[str] = []  # learned and added terms, most used first; the prompt takes what fits
         self.taught_terms: set[str] = set()  # words corrections taught: the term guard lets the adapter write only these
         self.misheard: dict[str, set[str]] = {}  # taught term (key) -> the words corrections of it replaced, for the guard
         self.steps = 0
@@ -116,8 +116,27 @@ class ASRAgent:
     # ---------------------------------------------------------------- decoding
 
     def glossary_prompt(self) -> str | None:
-        terms = self.glossary[: self.config.decoding.glossary_max_terms]
+        terms = self.prompt_terms()
         return f"Glossary: {', '.join(terms)}." if terms and self.config.decoding.glossary else None
+
+    def prompt_terms(self) -> list[str]:
+        """The glossary terms the prompt has room for (``glossary_max_terms``), in the glossary's order.
+
+        Over the limit, names and rare words take the room first: in a voice the model mishears,
+        corrections also teach the common words it got wrong ("another", "six": 17-24 terms a
+        slice where 4-10 names were taught, tuning.md), and a name corrected once must not fall
+        out of the prompt for them.
+        """
+        limit = self.config.decoding.glossary_max_terms
+        if len(self.glossary) <= limit:
+            return list(self.glossary)
+        common = {t for t in self.glossary if self._is_common_word(t)}
+        kept = set(([t for t in self.glossary if t not in common] + [t for t in self.glossary if t in common])[:limit])
+        return [t for t in self.glossary if t in kept]
+
+    def _is_common_word(self, term: str) -> bool:
+        # a lowercase word the tokenizer has as one token is everyday English; a name is capitalized
+        return term.isalpha() and term.islower() and len(self.tokenizer.encode(" " + term)) == 1
 
     def decoding_options(self, prompt: str | None) -> DecodingOptions:
         d = self.config.decoding

@@ -97,7 +97,7 @@ class Session:
         self.refresh_glossary()
 
     def refresh_glossary(self) -> None:
-        self.agent.glossary = self.store.glossary(self.profile, self.agent.config.decoding.glossary_max_terms)
+        self.agent.glossary = self.store.glossary(self.profile)  # the prompt takes what it has room for
 
     # ---------------------------------------------------------------- the loop
 

@@ -440,9 +440,9 @@ class Store:
             )
         return cursor.rowcount > 0
 
-    def glossary(self, profile: str, limit: int) -> list[str]:
-        """The terms to prompt Whisper with, most used first (how they are used: ``ASRAgent._decode_window``)."""
-        return [t.term for t in self.terms(profile, limit)]
+    def glossary(self, profile: str) -> list[str]:
+        """The terms, most used first (which of them the prompt has room for: ``ASRAgent.prompt_terms``)."""
+        return [t.term for t in self.terms(profile)]
 
     def terms(self, profile: str, limit: int | None = None) -> list[Term]:
         """Most used first, then most recent."""

@@ -96,6 +96,24 @@ def test_the_glossary_prompts_the_base_reading_and_never_the_adapter(tmp_path):
         session.close()
 
 
+def test_a_full_prompt_keeps_the_names_before_common_words(tmp_path):
+    session = open_session(tmp_path, glossary=True, glossary_max_terms=4)
+    try:
+        store = session.store
+        store.add_terms("default", ["nice", "Niamh", "six"])
+        session.refresh_glossary()
+        assert session.agent.glossary_prompt() == "Glossary: Niamh, nice, six."  # room for all: as the glossary has them
+        for _ in range(2):  # common words a mishearing voice corrected more often than the names
+            store.add_terms("default", ["nice", "six", "another", "morning"])
+        store.add_terms("default", ["Memcached", "kubectl"])
+        session.refresh_glossary()
+        assert session.agent.glossary[:4] == ["nice", "six", "another", "morning"]  # most used first
+        assert session.agent.prompt_terms() == ["nice", "Memcached", "kubectl", "Niamh"]  # glossary order, names first in
+        assert len(session.agent.glossary) == 7  # nothing forgotten: `ffasr vocab list` shows all of it
+    finally:
+        session.close()
+
+
 @pytest.mark.parametrize("learn_confirmed", [True, False], ids=["learned-from", "canary-only"])
 def test_an_accepted_transcript_holding_a_learned_term_is_learned_from(tmp_path, learn_confirmed):
     def start() -> Session:
