@@ -130,8 +130,7 @@ class ASRAgent:
         limit = self.config.decoding.glossary_max_terms
         if len(self.glossary) <= limit:
             return list(self.glossary)
-        common = {t for t in self.glossary if self._is_common_word(t)}
-        kept = set(([t for t in self.glossary if t not in common] + [t for t in self.glossary if t in common])[:limit])
+        kept = set(sorted(self.glossary, key=self._is_common_word)[:limit])  # stable: each group keeps its order
         return [t for t in self.glossary if t in kept]
 
     def _is_common_word(self, term: str) -> bool:
