@@ -80,14 +80,23 @@ def rotated(items, r):
     return items[k:] + items[:k]
 
 
+def _sync() -> None:
+    """Wait for the GPU's queued work, so that a timer sees it (nothing to wait for on CPU)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 class Timer:
-    """Wall and process-CPU seconds of a block."""
+    """Wall and process-CPU seconds of a block (GPU work included)."""
 
     def __enter__(self):
+        _sync()
         self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc):
+        _sync()
         self.wall = time.perf_counter() - self.wall0
         self.cpu = time.process_time() - self.cpu0
 
@@ -227,13 +236,13 @@ def _peak_around(fn) -> dict:
     return result
 
 
-def child_memory(mode: str, model: str, threads: int, n: int, with_step: bool) -> dict:
+def child_memory(mode: str, model: str, device: str | None, threads: int, n: int, with_step: bool) -> dict:
     import torch
 
     torch.set_num_threads(threads)
     from ffasr_cli.agent import ASRAgent
 
-    agent = ASRAgent(model, accumulation_steps=n, mode=mode, seed=0)
+    agent = ASRAgent(model, accumulation_steps=n, mode=mode, device=device, seed=0)
     wav, label = CLIPS[0]
     _, cache_id = agent.infer(str(DATA / wav))
     entry = agent.cache.get(cache_id)
@@ -260,13 +269,13 @@ def child_memory(mode: str, model: str, threads: int, n: int, with_step: bool) -
     return out
 
 
-def memory(model: str, threads: int, n: int, with_step: bool) -> dict:
+def memory(model: str, device: str | None, threads: int, n: int, with_step: bool) -> dict:
     out = {}
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
     procs = {}  # one process per mode, run side by side: each measures only its own pages
     for mode in MODES:
         cmd = [sys.executable, __file__, "--child-memory", mode, "--model", model, "--threads", str(threads), "-n", str(n)]
-        cmd += [] if with_step else ["--quick"]
+        cmd += ([] if with_step else ["--quick"]) + (["--device", device] if device else [])
         procs[mode] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     for mode, proc in procs.items():
         stdout, stderr = proc.communicate(timeout=600)
@@ -275,14 +284,13 @@ def memory(model: str, threads: int, n: int, with_step: bool) -> dict:
             out[mode] = {"error": (stderr.strip().splitlines() or ["?"])[-1]}
             continue
         out[mode] = json.loads(line[-1][2:])
-    full = out.get("full", {}).get("update", {}).get("peak_delta")
-    for mode in MODES:
-        for part in ("update", "step"):
+    key = "cuda_peak_delta" if device == "cuda" else "peak_delta"  # on a GPU its memory is what runs out
+    for part in ("update", "step"):
+        full = out.get("full", {}).get(part, {}).get(key)
+        for mode in MODES:
             d = out[mode].get(part)
-            if d and full and part == "update":
-                d["ratio_to_full"] = d["peak_delta"] / full
-            if d and part == "step" and out["full"].get("step", {}).get("peak_delta") is not None:
-                d["ratio_to_full"] = d["peak_delta"] / out["full"]["step"]["peak_delta"]
+            if d and full:
+                d["ratio_to_full"] = d[key] / full
     return out
 
 
@@ -300,11 +308,11 @@ def decoding(agents, plain, samples, rounds: int) -> dict:
     import whisper
     from whisper.decoding import DecodingOptions
 
-    options = DecodingOptions(language="en", without_timestamps=True, fp16=False)
+    options = DecodingOptions(language="en", without_timestamps=True, fp16=plain.device.type != "cpu")  # as the agent decodes
     enc = agents["encoder"]
 
     def whisper_decode(x):
-        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(x)))
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(x)).to(plain.device))
         return whisper.decode(plain, mel, options).text
 
     def guarded(x, glossary=()):
@@ -578,7 +586,7 @@ def bench_model(model_name: str, args) -> dict:
 
     n = args.n
     t0 = time.perf_counter()
-    agents = {m: ASRAgent(model_name, accumulation_steps=n, mode=m, seed=0) for m in MODES}
+    agents = {m: ASRAgent(model_name, accumulation_steps=n, mode=m, device=args.device, seed=0) for m in MODES}
     device = agents["full"].device
     plain = load_model(model_name, device)
     samples = [load_audio(DATA / wav) for wav, _ in CLIPS]
@@ -614,7 +622,7 @@ def bench_model(model_name: str, args) -> dict:
     del agents, plain
 
     t0 = time.perf_counter()
-    out["memory"] = memory(model_name, args.threads, n, with_step=not args.quick)
+    out["memory"] = memory(model_name, device, args.threads, n, with_step=not args.quick)
     log(f"[{model_name}] memory (3 child processes): {time.perf_counter() - t0:.1f}s")
     return out
 
@@ -688,6 +696,10 @@ def print_report(result: dict, rows: list[dict]) -> None:
             f"{k} {mem[k]['update']['peak_delta'] / 2**20:.1f} MiB ({mem[k]['update'].get('ratio_to_full', float('nan')):.2f}x)" if "update" in mem[k] else f"{k} error" for k in MODES))  # fmt: skip
         print(f"[{model}] step peak RSS delta: " + ", ".join(
             f"{k} {mem[k]['step']['peak_delta'] / 2**20:.1f} MiB" if "step" in mem[k] else f"{k} n/a" for k in MODES))  # fmt: skip
+        for part in ("update", "step"):
+            if any("cuda_peak_delta" in mem[k].get(part, {}) for k in MODES):
+                print(f"[{model}] {part} peak CUDA memory delta: " + ", ".join(
+                    f"{k} {mem[k][part]['cuda_peak_delta'] / 2**20:.1f} MiB" for k in MODES if part in mem[k]))  # fmt: skip
         if "profile_encoder" in m:
             p = m["profile_encoder"]
             print(f"[{model}] encoder update, self-CPU share: " + "; ".join(f"{k} {v:.0%}" for k, v in p["breakdown_self_cpu_share"].items()))
@@ -733,7 +745,9 @@ def plot(result: dict, path: Path) -> None:
             ax.set_yscale("log")
         if len(models) > 1:
             ax.legend()
-    fig.suptitle(f"ffasr update cost per mode (CPU, {result['machine']['threads']} thread(s); red: target)")
+    on_gpu = any(m["device"].startswith("cuda") for m in result["models"].values())
+    where = result["machine"]["cuda"] if on_gpu else f"CPU, {result['machine']['threads']} thread(s)"
+    fig.suptitle(f"ffasr update cost per mode ({where}; red: target)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -748,13 +762,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1, for repeatability)")
     ap.add_argument("--models", nargs="*", help="default: tiny.en, plus base/base.en when in ~/.cache/whisper")
     ap.add_argument("-n", type=int, default=4, help="accumulation_steps N (default 4)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), help="default: ffasr's own choice (CUDA when there is one)")
     ap.add_argument("--no-profile", dest="profile", action="store_false")
     ap.add_argument("--out", type=Path, default=RESULTS / "cost.json")
     ap.add_argument("--child-memory", metavar="MODE", help=argparse.SUPPRESS)
     ap.add_argument("--model", default="tiny.en", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_memory:
-        print("@@" + json.dumps(child_memory(args.child_memory, args.model, args.threads, args.n, not args.quick)), flush=True)
+        print("@@" + json.dumps(child_memory(args.child_memory, args.model, args.device, args.threads, args.n, not args.quick)), flush=True)
         return
 
     args.decode_rounds, args.decode_clips, args.update_rounds, args.steps, args.profile_reps, args.canaries, startup_reps = (

@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from whisper.model import Whisper
 
@@ -41,10 +42,26 @@ class LoRALinear(nn.Module):
         super().__init__()
         self.base = base
         self.lora = LowRank(base.in_features, base.out_features, rank, alpha)
+        self._decoding: tuple[tuple, torch.Tensor] | None = None  # (versions, merged weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base(x)
-        return out + self.lora(x) if self.lora.enabled else out
+        if not self.lora.enabled:
+            return self.base(x)
+        if torch.is_grad_enabled():  # an update: the low-rank path, which gradients reach
+            return self.base(x) + self.lora(x)
+        # Decoding: one product with the merged weight, as cheap as the base layer. On a GPU the
+        # low-rank path's extra small kernels made every decoded token 40 % slower (cuda_check).
+        bias = None if self.base.bias is None else self.base.bias.to(x.dtype)
+        return F.linear(x, self.decoding_weight(x.dtype), bias)
+
+    def decoding_weight(self, dtype: torch.dtype) -> torch.Tensor:
+        """``W + scale·B·A`` in ``dtype``, merged again whenever an update (or a restore) changed A, B or W."""
+        versions = (self.lora.A._version, self.lora.B._version, self.base.weight._version, dtype)  # bumped by in-place writes
+        if self._decoding is None or self._decoding[0] != versions:
+            with torch.no_grad():
+                merged = self.base.weight + (self.lora.B @ self.lora.A) * self.lora.scale
+            self._decoding = (versions, merged.to(dtype))
+        return self._decoding[1]
 
     def merged(self) -> nn.Linear:
         """The base layer with the update folded into its weight (for export)."""

@@ -118,8 +118,10 @@ class EncoderMode(UpdateMode):
         return self._adapter_parameters()
 
     def audio_features(self, targets: Sequence[Target]) -> torch.Tensor:
-        features = torch.stack([t.window.audio_features for t in targets])
-        return features.float() if features.device.type == "cpu" else features  # no fp16 matmuls on CPU
+        # The update runs in fp32 on every device, as the defaults were tuned on CPU: the cache is
+        # fp16, and an fp16 backward without loss scaling can flush small gradients to zero
+        # (benchmarks/cuda_check.py measures both on a GPU).
+        return torch.stack([t.window.audio_features for t in targets]).float()
 
     def keep(self, targets: Sequence[Target], what: str, compute) -> torch.Tensor | dict:
         """``compute()``, or what it gave for this same group of targets earlier in the update."""
@@ -220,8 +222,9 @@ class FullMode(EncoderMode):
         return params
 
     def audio_features(self, targets: Sequence[Target]) -> torch.Tensor:
+        # the encoder as decoding ran it (fp16 on a GPU: capture.encode), the decoder as encoder mode runs it
         mel = torch.stack([t.window.mel for t in targets])
-        return self.model.encoder(mel.float() if mel.device.type == "cpu" else mel)
+        return self.model.encoder(mel.float() if mel.device.type == "cpu" else mel.half()).float()
 
     def keep(self, targets: Sequence[Target], what: str, compute) -> torch.Tensor | dict:
         return compute()  # the baseline recomputes everything from the audio, every pass

@@ -149,7 +149,7 @@ def test_list_devices_without_a_reachable_device_never_tracebacks(tmp_path):
         assert result.returncode == 1
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("ffasr: error:"), result.stderr
-        assert "input device" in lines[0]
+        assert "input device" in lines[0] or "install PortAudio" in lines[0]  # no PortAudio at all: how to get it
 
 
 def test_listen_without_a_microphone_fails_before_loading_the_model(tmp_path):
@@ -160,7 +160,7 @@ def test_listen_without_a_microphone_fails_before_loading_the_model(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith("ffasr: error:") and ("--input-device" in line or "no microphone" in line)
+    assert line.startswith("ffasr: error:") and ("--input-device" in line or "no microphone" in line or "install PortAudio" in line)
     assert time.monotonic() - started < 30
 
 
