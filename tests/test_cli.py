@@ -52,6 +52,7 @@ def test_replay_learns_the_example_terms_and_writes_the_report(replayed):
         assert set(dialog) >= {"audio", "hypothesis", "label", "loss", "stepped"}
     summary = report["summary"]
     assert summary["corrections"] == 4 and summary["steps"] == 2 and summary["pending"] == 0
+    assert f"(tiny.en on {summary['device']})" in " ".join(result.output.split())  # where it ran: cpu, or cuda on a GPU
     # Rows 3 and 5, after one correction of Xochitl and before any update: the glossary's prompted
     # reading writes the name where the base model was unsure ("Sochiedel"), so the transcript is
     # right and accepted, and, holding a learned term, learned from.

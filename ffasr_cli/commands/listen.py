@@ -175,6 +175,7 @@ def listen(
             with console.status("loading the model…") if interactive else nullcontext():
                 session = Session.open(state_dir(state), profile, settings, "listen", lock_timeout=wait, seed=seed)
             loop = _Loop(session, recorder, LineReader(sys.stdin), meter, log, interactive, vad, max_seconds)
+            loop.say(f"ffasr: {settings.model} on {session.agent.device}", style="dim")
             try:
                 loop.run(max_utterances)
             finally:

@@ -176,6 +176,7 @@ def _summarize(report: dict, rows: list[Dialog], session, seconds: float) -> Non
         "total_update_seconds": round(sum(updates), 3),
         "dialog_wer": score([d["reference"] for d in scored], [d["hypothesis"] for d in scored]).wer if scored else None,
         "seconds": round(seconds, 1), "mode": session.agent.config.training.mode, "model": session.agent.config.model,
+        "device": session.agent.device,
         "glossary": session.agent.config.decoding.glossary, "learned_terms": list(session.agent.glossary),
     })  # fmt: skip
     for entry in report["eval"].values():
@@ -200,7 +201,8 @@ def _show(report: dict) -> None:
         f"{s['dialogs']} dialogs, {s['corrections']} corrections ({s['rejected']} refused, {s['skipped']} skipped), "
         f"{s['confirmed']} accepted with a learned term (learned from), "
         f"{s['steps']} updates ({s['rolled_back']} rolled back), {s['pending']}/{s['accumulation_steps']} pending, "
-        f"mean update {s['mean_update_seconds']} s" + (f", dialog WER {s['dialog_wer']:.1f} %" if s["dialog_wer"] is not None else ""),
+        f"mean update {s['mean_update_seconds']} s" + (f", dialog WER {s['dialog_wer']:.1f} %" if s["dialog_wer"] is not None else "")
+        + f" ({s['model']} on {s['device']})",
         highlight=False,
     )
     if report["eval"]:
