@@ -37,7 +37,7 @@ from .errors import CorrectionRejected, FfasrError
 from .evaluate import written_terms
 from .guard import added_terms, guarded_text, misheard_as, word_logprobs
 from .lora import disabled_adapters
-from .models import default_device, load_model
+from .models import load_model, resolve_device
 from .modes import MODES, Target
 
 
@@ -84,7 +84,7 @@ class ASRAgent:
         self.config = load_config(
             config, model=model_name, accumulation_steps=accumulation_steps, mode=mode, device=device, **training_options
         )
-        self.device = self.config.device or default_device()
+        self.device = resolve_device(self.config.device)
         self.rng = random.Random(seed)
         self.model = load_model(self.config.model, self.device)
         self.tokenizer = whisper.tokenizer.get_tokenizer(

@@ -8,6 +8,7 @@ edit; a test keeps the two equal.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -96,7 +97,7 @@ class Config:
             raise ConfigError("training.max_cache_size must be >= training.accumulation_steps")
         if t.cache_dtype not in ("float16", "float32"):
             raise ConfigError(f"training.cache_dtype must be float16 or float32, got {t.cache_dtype!r}")
-        if self.device not in (None, "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+        if self.device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", str(self.device)):
             raise ConfigError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
 
 

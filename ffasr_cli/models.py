@@ -19,14 +19,23 @@ import torch
 import whisper
 from whisper.model import ModelDimensions, Whisper
 
-from .errors import ModelError
+from .errors import ConfigError, ModelError
 from .paths import atomic_write_bytes, cache_dir
 
 BUNDLED_MODEL = "tiny.en"
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def resolve_device(device: str | None) -> str:
+    """``device`` (cpu, cuda, cuda:N) checked against this machine; None: CUDA when there is a GPU, else the CPU."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: no CUDA GPU is usable here (torch {torch.__version__}); use --device cpu")
+        count, index = torch.cuda.device_count(), int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise ConfigError(f"device {device!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    return device
 
 
 def _whisper_cache_file(name: str) -> Path:
@@ -90,7 +99,7 @@ def _set_alignment_heads(model: Whisper, heads: list[list[int]]) -> None:
 
 def load_model(model_name: str, device: str | None = None) -> Whisper:
     """An openai-whisper model for ``model_name`` on ``device`` (CUDA when there is one)."""
-    device = device or default_device()
+    device = resolve_device(device)
     source = resolve(model_name)
     if isinstance(source, str):  # a name to download: openai-whisper's own loader
         try:

@@ -192,6 +192,40 @@ def test_cli_refuses_bad_settings_in_one_line(tmp_path, silence_jsonl):
     assert not state.exists()  # nothing was created for a run that could not start
 
 
+def test_a_device_this_machine_lacks_is_one_line(tmp_path, silence_jsonl):
+    import torch
+
+    missing = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"
+    one_error_line(ffasr("replay", silence_jsonl, "--state-dir", tmp_path / "s", "--device", missing), f"device '{missing}'")
+    one_error_line(ffasr("replay", silence_jsonl, "--state-dir", tmp_path / "s", "--device", "cuda:x"), "device must be cpu, cuda or cuda:N")
+
+
+def test_gpu_out_of_memory_mid_replay_is_one_line_and_loses_no_correction(tmp_path, monkeypatch):
+    """The GPU runs out of memory after two corrections (faked: no GPU here; the error is torch's own)."""
+    import torch
+    from typer.testing import CliRunner
+
+    from ffasr_cli.agent import ASRAgent
+    from ffasr_cli.cli import app
+
+    infer, calls = ASRAgent.infer, []
+
+    def out_of_memory_on_the_third(self, *args, **kwargs):
+        calls.append(args)
+        if len(calls) == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total capacity)")
+        return infer(self, *args, **kwargs)
+
+    monkeypatch.setattr(ASRAgent, "infer", out_of_memory_on_the_third)
+    state = tmp_path / "state"
+    result = CliRunner().invoke(app, ["replay", str(EXAMPLES / "dialogs.jsonl"), "--state-dir", str(state)])
+    assert result.exit_code == 1, result.output
+    [line] = [line for line in result.output.splitlines() if line.startswith("ffasr: error:")]
+    assert "the GPU ran out of memory (CUDA out of memory. Tried to allocate 2.00 GiB" in line and "--device cpu" in line
+    figures = assert_nothing_lost(state)
+    assert figures["pending"] == 2 and figures["spilled"] == 2  # the two typed corrections before it
+
+
 @pytest.mark.slow
 def test_unknown_model_is_one_line(tmp_path, silence_jsonl):
     result = ffasr("replay", silence_jsonl, "--state-dir", tmp_path / "s", "--model", "nosuch")

@@ -63,5 +63,15 @@ def reports_errors(command):
         except KeyboardInterrupt:
             console.print("ffasr: interrupted; everything learned and pending is saved", highlight=False)
             raise typer.Exit(130) from None
+        except RuntimeError as error:  # torch.OutOfMemoryError, matched by name: torch may not be imported
+            if type(error).__name__ != "OutOfMemoryError":
+                raise
+            reason = str(error).splitlines()[0] if str(error) else "out of memory"
+            console.print(
+                f"[red]ffasr: error:[/red] the GPU ran out of memory ({reason[:120]}); what was learned is kept: "
+                "try a smaller --model or --device cpu",
+                highlight=False, soft_wrap=True,
+            )  # fmt: skip
+            raise typer.Exit(1) from None
 
     return wrapper
