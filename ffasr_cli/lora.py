@@ -2,7 +2,8 @@
 
 * ``LoRALinear`` wraps one of Whisper's linear layers with a low-rank update ``B·A`` (B starts at
   zero, so a fresh adapter changes nothing). It stays an ``nn.Module`` in the same attribute, so
-  Whisper's kv-cache hooks on ``key``/``value`` keep working.
+  Whisper's kv-cache hooks on ``key``/``value`` keep working. An update goes through ``B·A``;
+  decoding (no gradients) uses the merged weight ``W + scale·B·A``, one product per layer.
 * ``HeadAdapter`` wraps the decoder's final layer norm with a low-rank residual on the hidden state
   ``h`` that the output projection reads; the ``logits`` mode trains only this.
 
