@@ -39,8 +39,8 @@ VARIANTS = ("cpu", "cuda", "cuda_fp16")  # cuda_fp16: the update in the cache's 
 def make_agent(variant: str, gpu: str) -> ASRAgent:
     agent = ASRAgent(accumulation_steps=len(CLIPS), device="cpu" if variant == "cpu" else gpu, seed=0)
     if variant == "cuda_fp16":
+        assert isinstance(agent.mode, EncoderMode)  # the default mode, whose update reads the cached features
         agent.mode.audio_features = lambda targets: torch.stack([t.window.audio_features for t in targets]).half()
-        assert isinstance(agent.mode, EncoderMode)
     return agent
 
 
