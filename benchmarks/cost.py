@@ -247,15 +247,11 @@ def child_memory(mode: str, model: str, device: str | None, threads: int, n: int
     _, cache_id = agent.infer(str(DATA / wav))
     entry = agent.cache.get(cache_id)
 
-    def reset():
-        agent.pending, agent.accumulated = [], 0
-        agent.optimizer.zero_grad(set_to_none=True)
-
     agent.compute_loss_from_cache(cache_id, label)  # warm-up (lazy inits), then back to "no grads"
-    reset()
+    reset_pending(agent)
     out = {"mode": mode, "model": model, "rss_after_setup": (_status_kb("VmRSS") or 0) * 1024}
     out["update"] = _peak_around(lambda: agent.compute_loss_from_cache(cache_id, label))
-    reset()
+    reset_pending(agent)
     if not with_step:
         return out
     ids = [agent.cache.add(entry.windows).cache_id for _ in range(n)]

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from cost import CANARY_CLIPS, CLIPS, DATA, RESULTS, machine_info
+from cost import CANARY_CLIPS, CLIPS, DATA, RESULTS, machine_info, reset_pending
 
 from ffasr_cli import ASRAgent
 from ffasr_cli.modes import EncoderMode
@@ -48,11 +48,6 @@ def gradients(agent: ASRAgent) -> torch.Tensor:
     return torch.cat([p.grad.detach().float().cpu().ravel() for p in agent.trainable.values() if p.grad is not None])
 
 
-def forget_pending(agent: ASRAgent) -> None:
-    agent.pending, agent.accumulated = [], 0
-    agent.optimizer.zero_grad(set_to_none=True)
-
-
 def on(device: str, windows) -> tuple:
     return tuple(dataclasses.replace(w, audio_features=w.audio_features.to(device)) for w in windows)
 
@@ -66,7 +61,7 @@ def update_arithmetic(agents: dict[str, ASRAgent]) -> dict:
         ids = [agent.cache.add(on(agent.device, w)).cache_id for w in shared]
         losses[name] = [float(agent.compute_loss_from_cache(i, label)) for i, (_, label) in zip(ids, CLIPS)]
         grads[name] = gradients(agent)
-        forget_pending(agent)
+        reset_pending(agent)
         agent.cache.discard(ids)
     ref, ref_grad = losses["cpu"], grads["cpu"]
     return {
