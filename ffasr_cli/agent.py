@@ -30,7 +30,7 @@ from whisper.decoding import DecodingOptions
 from .align import split_label
 from .audio import is_silent, load_audio, windows
 from .cache import CacheEntry, InteractionCache
-from .capture import WindowCapture, decode_window, encode
+from .capture import WindowCapture, decode_window, decode_with_base, encode
 from .config import Config, load_config
 from .corrections import check_correction, holds_spelling, learned_terms
 from .errors import CorrectionRejected, FfasrError
@@ -152,7 +152,8 @@ class ASRAgent:
     def _decode_window(self, samples: np.ndarray, options: DecodingOptions, keep: str | None, glossary: str | None) -> WindowCapture:
         """Decode one window; once the adapter has been updated, check it against the base model.
 
-        Same encoder output, the decoder once with the adapter and once without:
+        Same encoder output, the decoder with the adapter and without, as one batch of two
+        (``capture.decode_with_base``):
         - a repetition loop: whisper's own transcribe() treats a gzip compression ratio above 2.4
           as a failed decode, and an adapter that over-learned a word can start one on unrelated
           speech (seen: "Xxxxxxx…" after learning "Xochitl"). The base decode is the answer,
@@ -172,24 +173,29 @@ class ASRAgent:
         (``guard.added_terms``), unless the prompted reading loops.
         """
         mel, features = encode(self.model, samples, options.fp16)
-        capture = decode_window(self.model, mel, features, options, keep, self.cache_dtype)
-        base, text = capture, capture.text
-        if self.steps:
-            loop = capture.compression_ratio > self.config.decoding.compression_ratio_threshold
-            if loop or self.config.decoding.term_guard:
+        guard = self.steps and self.config.decoding.term_guard
+        if guard:
+            capture, base = decode_with_base(self.model, mel, features, options, keep, self.cache_dtype)
+        else:
+            capture = base = decode_window(self.model, mel, features, options, keep, self.cache_dtype)
+        text = capture.text
+        if self.steps and self._loops(capture):
+            if not guard:
                 with disabled_adapters(self.model):
-                    base = decode_window(self.model, mel, features, options, keep if loop else None, self.cache_dtype)
-            if loop:
-                return base
-            if self.config.decoding.term_guard:
-                text = self._guarded(base, capture, self.taught_terms)
+                    base = decode_window(self.model, mel, features, options, keep, self.cache_dtype)
+            return base
+        if guard:
+            text = self._guarded(base, capture, self.taught_terms)
         if glossary:
             with disabled_adapters(self.model):
                 prompted = decode_window(self.model, mel, features, dataclasses.replace(options, prompt=glossary), None, self.cache_dtype)
-            if prompted.compression_ratio <= self.config.decoding.compression_ratio_threshold:
+            if not self._loops(prompted):
                 terms = self.taught_terms | set(self.glossary)  # terms the user added were never taught
                 text = added_terms(text, self._guarded(base, prompted, terms), terms)
         return dataclasses.replace(capture, text=text)
+
+    def _loops(self, capture: WindowCapture) -> bool:
+        return capture.compression_ratio > self.config.decoding.compression_ratio_threshold
 
     def _guarded(self, base: WindowCapture, reading: WindowCapture, terms: set[str]) -> str:
         """``reading`` where it agrees with ``base`` or writes one of ``terms`` with the confidence ``guard.py`` asks."""

@@ -3,8 +3,8 @@
 Nothing is computed twice: the encoder runs once per window (``encode``) and its output is given
 to whisper's task, which skips its own encoder for input shaped like encoder output; the
 decoder's final hidden states are taken from the decoding pass itself (a forward hook on the
-decoder's final layer norm), not from a second forward pass. The same encoder output serves a
-second decode without the adapter (the term guard, ``guard.py``).
+decoder's final layer norm), not from a second forward pass. The same encoder output serves the
+base model's reading for the term guard (``guard.py``), decoded in the same batch.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import whisper
 from whisper.decoding import DecodingOptions, DecodingResult, DecodingTask, GreedyDecoder
 from whisper.model import Whisper
 
-from .lora import HeadAdapter
+from .lora import HeadAdapter, adapter_rows
 
 # What an update mode can ask to keep.
 HIDDEN, AUDIO_FEATURES, MEL = "hidden", "audio_features", "mel"
@@ -54,16 +54,19 @@ class RecordingGreedyDecoder(GreedyDecoder):
 
     def __init__(self, temperature: float, eot: int):
         super().__init__(temperature, eot)
-        self.logprobs: list[float] = []
+        self.steps: list[torch.Tensor] = []  # per decoding step, [rows]
 
     def reset(self):
-        self.logprobs = []
+        self.steps = []
 
     def update(self, tokens: torch.Tensor, logits: torch.Tensor, sum_logprobs: torch.Tensor):
         before = sum_logprobs.clone()
         tokens, completed = super().update(tokens, logits, sum_logprobs)
-        self.logprobs.append(float(sum_logprobs[0] - before[0]))  # one audio, one sequence
+        self.steps.append(sum_logprobs - before)
         return tokens, completed
+
+    def logprobs(self, row: int) -> list[float]:
+        return [float(step[row]) for step in self.steps]
 
 
 class CapturingTask(DecodingTask):
@@ -81,12 +84,12 @@ class CapturingTask(DecodingTask):
             return super()._main_loop(audio_features, tokens)
         steps: list[torch.Tensor] = []
         # With the kv-cache each call sees only new positions; the last one predicts the next token.
-        hook = final_norm(self.model).register_forward_hook(lambda _m, _i, out: steps.append(out[0, -1].to(self.dtype)))
+        hook = final_norm(self.model).register_forward_hook(lambda _m, _i, out: steps.append(out[:, -1].to(self.dtype)))
         try:
             return super()._main_loop(audio_features, tokens)
         finally:
             hook.remove()
-            self.kept[HIDDEN] = torch.stack(steps) if steps else None
+            self.kept[HIDDEN] = torch.stack(steps, dim=1) if steps else None  # [rows, steps, d]
 
 
 @torch.no_grad()
@@ -101,18 +104,41 @@ def decode_window(
 ) -> WindowCapture:
     """Decode one window from its encoder output; ``keep`` names what to keep (HIDDEN, AUDIO_FEATURES, MEL or None)."""
     task = CapturingTask(model, options, keep, dtype)
-    result: DecodingResult = task.run(features)[0]
+    return _capture(task, task.run(features)[0], 0, mel, features)
+
+
+def decode_with_base(
+    model: Whisper, mel: torch.Tensor, features: torch.Tensor, options: DecodingOptions, keep: str | None, dtype: torch.dtype
+) -> tuple[WindowCapture, WindowCapture]:
+    """The adapted model's and the base model's readings of one window, decoded as one batch of two.
+
+    Each decoded token reads the vocabulary projection (70 % of the weights tiny.en's decoder reads
+    per token) and runs attention once for both readings, where two passes would do it twice. Beam search
+    decodes them one after the other: whisper's task cannot batch audios with a beam.
+    """
+    if options.beam_size:
+        adapted = decode_window(model, mel, features, options, keep, dtype)
+        with adapter_rows(model, 0):
+            return adapted, decode_window(model, mel, features, options, keep, dtype)
+    task = CapturingTask(model, options, keep, dtype)
+    with adapter_rows(model, 1):  # row 0 adapted, row 1 the base model
+        adapted, base = task.run(features.expand(2, -1, -1))
+    return _capture(task, adapted, 0, mel, features), _capture(task, base, 1, mel, features)
+
+
+def _capture(task: CapturingTask, result: DecodingResult, row: int, mel: torch.Tensor, features: torch.Tensor) -> WindowCapture:
     hidden = task.kept.get(HIDDEN)
     if hidden is not None:
-        hidden = hidden[: len(result.tokens) + 1]  # drop states after end-of-text, if any
+        hidden = hidden[row, : len(result.tokens) + 1]  # drop states after end-of-text, if any
+    logprobs = task.decoder.logprobs(row) if isinstance(task.decoder, RecordingGreedyDecoder) else []
     return WindowCapture(
         tokens=tuple(result.tokens),
         text=result.text,
         no_speech_prob=float(result.no_speech_prob),
         avg_logprob=float(result.avg_logprob),
         compression_ratio=float(result.compression_ratio),
-        token_logprobs=tuple(getattr(task.decoder, "logprobs", ())[: len(result.tokens)]),
+        token_logprobs=tuple(logprobs[: len(result.tokens)]),
         hidden=hidden,
-        audio_features=features[0].to(dtype) if keep == AUDIO_FEATURES else None,
-        mel=mel.to(dtype) if keep == MEL else None,
+        audio_features=features[0].to(task.dtype) if task.keep == AUDIO_FEATURES else None,
+        mel=mel.to(task.dtype) if task.keep == MEL else None,
     )

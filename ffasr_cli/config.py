@@ -60,7 +60,8 @@ class DecodingConfig:
     glossary_max_terms: int = 24
     no_speech_threshold: float = 0.6
     # The adapter's words stand only where they agree with the base model or write a learned term
-    # (guard.py): costs a second decoder pass per window once the adapter has been updated.
+    # (guard.py): once the adapter has been updated, each window is decoded as a batch of two
+    # (with and without the adapter).
     term_guard: bool = True
     # ...and a learned term only if each of its tokens was picked with at least this log-probability
     # (greedy decoding; e^-1.25 = 0.29): whole terms written over sound-alikes were less sure (tuning.md).

@@ -4,6 +4,7 @@
   zero, so a fresh adapter changes nothing). It stays an ``nn.Module`` in the same attribute, so
   Whisper's kv-cache hooks on ``key``/``value`` keep working. An update goes through ``B·A``;
   decoding (no gradients) uses the merged weight ``W + scale·B·A``, one product per layer.
+  ``adapter_rows`` lets one batch hold adapted rows and base-model rows (the term guard's readings).
 * ``HeadAdapter`` wraps the decoder's final layer norm with a low-rank residual on the hidden state
   ``h`` that the output projection reads; the ``logits`` mode trains only this.
 
@@ -15,7 +16,7 @@ install, for ~60 lines of code here.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -31,11 +32,20 @@ class LowRank(nn.Module):
         self.B = nn.Parameter(torch.zeros(out_features, rank))
         nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
         self.scale = alpha / rank
-        self.enabled = True
+        self.rows: int | None = None  # None: every row of a batch is adapted; n: only the first n (``adapter_rows``)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # scale the rank-r intermediate, not the output: over 1500 audio frames that is 12x less work
         return ((x @ self.A.to(x.dtype).T) * self.scale) @ self.B.to(x.dtype).T
+
+
+def by_rows(x: torch.Tensor, rows: int | None, adapted: Callable, base: Callable) -> torch.Tensor:
+    """``adapted`` on the first ``rows`` rows of the batch ``x`` and ``base`` on the rest (None: all adapted)."""
+    if rows is None:
+        return adapted(x)
+    if rows == 0:
+        return base(x)
+    return torch.cat([adapted(x[:rows]), base(x[rows:])])
 
 
 class LoRALinear(nn.Module):
@@ -46,8 +56,9 @@ class LoRALinear(nn.Module):
         self._decoding: tuple[tuple, torch.Tensor] | None = None  # (versions, merged weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.lora.enabled:
-            return self.base(x)
+        return by_rows(x, self.lora.rows, self.adapted, self.base)
+
+    def adapted(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():  # an update: the low-rank path, which gradients reach
             return self.base(x) + self.lora(x)
         # Decoding: one product with the merged weight, as cheap as the base layer. On a GPU the
@@ -81,7 +92,7 @@ class HeadAdapter(nn.Module):
         self.lora = LowRank(width, width, rank, alpha)
 
     def adapt(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden + self.lora(hidden) if self.lora.enabled else hidden
+        return by_rows(hidden, self.lora.rows, lambda h: h + self.lora(h), lambda h: h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.adapt(self.ln(x))
@@ -112,19 +123,26 @@ def low_rank_modules(model: nn.Module) -> Iterator[tuple[str, LowRank]]:
     return ((name, module) for name, module in model.named_modules() if isinstance(module, LowRank))
 
 
-class disabled_adapters:
-    """Context manager: the base model, as if no adapter were installed (for KL and canaries)."""
+class adapter_rows:
+    """Context manager: only the first ``rows`` rows of a batch go through the adapters, the rest
+    through the base model. One decoder pass then reads a window both ways (the term guard)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, rows: int):
         self.modules = [module for _, module in low_rank_modules(model)]
+        self.rows = rows
 
     def __enter__(self):
         for module in self.modules:
-            module.enabled = False
+            module.rows = self.rows
 
     def __exit__(self, *exc):
         for module in self.modules:
-            module.enabled = True
+            module.rows = None
+
+
+def disabled_adapters(model: nn.Module) -> adapter_rows:
+    """Context manager: the base model, as if no adapter were installed (for KL and canaries)."""
+    return adapter_rows(model, 0)
 
 
 def merge_into_base(model: Whisper) -> None:

@@ -204,6 +204,58 @@ def test_decoding_uses_the_merged_lora_weight_and_follows_every_change_to_it():
     assert layer.lora.A.grad.abs().sum() > 0 and layer.lora.B.grad.abs().sum() > 0
 
 
+def test_adapter_rows_adapt_only_the_first_rows_of_a_batch():
+    from whisper.model import Linear
+    from torch import nn
+
+    from ffasr_cli.lora import HeadAdapter, LoRALinear, adapter_rows, disabled_adapters
+
+    torch.manual_seed(0)
+    layer, head = LoRALinear(Linear(16, 8), rank=4, alpha=8.0), HeadAdapter(nn.LayerNorm(16), rank=4, alpha=8.0)
+    x = torch.randn(3, 5, 16)  # three rows of a decoding batch
+    with torch.no_grad():
+        for adapter in (layer.lora, head.lora):
+            adapter.B.normal_()
+        for module, base in ((layer, layer.base), (head, head.ln)):
+            adapted = module(x)
+            with adapter_rows(module, 1):
+                mixed = module(x)
+            with disabled_adapters(module):
+                torch.testing.assert_close(module(x), base(x))
+            torch.testing.assert_close(mixed[:1], adapted[:1])
+            torch.testing.assert_close(mixed[1:], base(x[1:]))
+            assert not torch.allclose(adapted[1:], base(x[1:]))  # the adapter does change those rows
+            torch.testing.assert_close(module(x), adapted)  # leaving the context adapts every row again
+
+
+@pytest.mark.parametrize("mode", ["logits", "encoder"])
+def test_the_guards_two_readings_in_one_batch_equal_two_decoder_passes(captures, mode):
+    from ffasr_cli.capture import decode_window, decode_with_base, encode
+    from ffasr_cli.lora import disabled_adapters
+
+    options = {"learning_rate": 3e-3} if mode == "logits" else {}
+    agent = ASRAgent(mode=mode, accumulation_steps=1, cache_dtype="float32", **options)
+    for _ in range(2):
+        agent.compute_loss_from_cache(add_entry(agent, captures.windows(mode, "kubernetes_deploy", "float32")), DEPLOY)
+        assert agent.step_if_ready()
+    decoding, texts = agent.decoding_options(None), {}
+    for name in ("kubernetes_deploy", "weather"):
+        mel, features = encode(agent.model, load_audio(clip(name)), fp16=False)
+        batched = decode_with_base(agent.model, mel, features, decoding, agent.mode.keeps, agent.cache_dtype)
+        adapted = decode_window(agent.model, mel, features, decoding, agent.mode.keeps, agent.cache_dtype)
+        with disabled_adapters(agent.model):
+            base = decode_window(agent.model, mel, features, decoding, agent.mode.keeps, agent.cache_dtype)
+        for one_pass, alone in zip(batched, (adapted, base)):
+            assert one_pass.tokens == alone.tokens and one_pass.text == alone.text
+            torch.testing.assert_close(one_pass.token_logprobs, alone.token_logprobs, rtol=0, atol=1e-4)
+            for kept in ("hidden", "audio_features"):
+                if getattr(alone, kept) is not None:
+                    torch.testing.assert_close(getattr(one_pass, kept), getattr(alone, kept), rtol=0, atol=1e-3)
+        texts[name] = tuple(reading.text for reading in batched)
+    adapted_text, base_text = texts["kubernetes_deploy"]
+    assert adapted_text == DEPLOY and "Kubernetes" not in base_text  # the two rows are two models
+
+
 def test_the_term_guard_shows_the_base_words_where_no_taught_term_is_written(captures):
     agent = ASRAgent(accumulation_steps=1)
     windows = captures.windows("encoder", "kubernetes_deploy")
