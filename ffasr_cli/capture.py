@@ -17,7 +17,7 @@ import whisper
 from whisper.decoding import DecodingOptions, DecodingResult, DecodingTask, GreedyDecoder
 from whisper.model import Whisper
 
-from .lora import HeadAdapter, adapter_rows
+from .lora import HeadAdapter, adapter_rows, disabled_adapters
 
 # What an update mode can ask to keep.
 HIDDEN, AUDIO_FEATURES, MEL = "hidden", "audio_features", "mel"
@@ -113,12 +113,12 @@ def decode_with_base(
     """The adapted model's and the base model's readings of one window, decoded as one batch of two.
 
     Each decoded token reads the vocabulary projection (70 % of the weights tiny.en's decoder reads
-    per token) and runs attention once for both readings, where two passes would do it twice. Beam search
-    decodes them one after the other: whisper's task cannot batch audios with a beam.
+    per token) and runs attention once for both readings, where two passes would do it twice.
+    Beam search decodes them one after the other: whisper's task cannot batch audios with a beam.
     """
     if options.beam_size:
         adapted = decode_window(model, mel, features, options, keep, dtype)
-        with adapter_rows(model, 0):
+        with disabled_adapters(model):
             return adapted, decode_window(model, mel, features, options, keep, dtype)
     task = CapturingTask(model, options, keep, dtype)
     with adapter_rows(model, 1):  # row 0 adapted, row 1 the base model
