@@ -13,6 +13,8 @@
 * learning, as a user runs it: each agent decodes the clips itself, learns the corrections in one
   update, and reads the clips again (and three it was never corrected on); how far its adapter
   lies from the CPU-trained one;
+* the term guard's two readings decoded as one batch of two, against two decoder passes, on the
+  clips, after the update (on the GPU in fp16, as it decodes);
 * GPU memory: the model, one cached interaction, and the peak while learning.
 
 Results: benchmarks/results/cuda_check.json.
@@ -31,6 +33,8 @@ import torch
 from cost import CANARY_CLIPS, CLIPS, DATA, RESULTS, machine_info, reset_pending
 
 from ffasr_cli import ASRAgent
+from ffasr_cli.audio import load_audio
+from ffasr_cli.capture import decode_apart, decode_with_base, encode
 from ffasr_cli.modes import EncoderMode
 
 VARIANTS = ("cpu", "cuda", "cuda_fp16")  # cuda_fp16: the update in the cache's fp16, as before the fix
@@ -101,6 +105,7 @@ def learning(agents: dict[str, ASRAgent]) -> dict:
             "loss": agent.last_update.loss,
             "read_after": {wav: agent.infer(DATA / wav, cache_logits=False) for wav in [w for w, _ in CLIPS] + list(CANARY_CLIPS)},
             "adapter": agent.adapter_state(),
+            "guard_batch": guard_batch(agent),
         }
         if cuda:
             out[name]["peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
@@ -109,6 +114,19 @@ def learning(agents: dict[str, ASRAgent]) -> dict:
         result["adapter_relative_difference_to_cpu"] = float((adapters[name] - adapters["cpu"]).norm() / adapters["cpu"].norm())
         result["writes_kubernetes"] = sum("Kubernetes" in result["read_after"][wav] for wav, _ in CLIPS)
     return out
+
+
+def guard_batch(agent: ASRAgent) -> dict:
+    """The adapted and base readings of every clip, as one batch of two and as two passes: same tokens?"""
+    options = agent.decoding_options(None)
+    clips = sorted(DATA.glob("*.wav"))
+    differ = []
+    for clip in clips:
+        mel, features = encode(agent.model, load_audio(clip), options.fp16)
+        batched = decode_with_base(agent.model, mel, features, options, None, agent.cache_dtype)
+        apart = decode_apart(agent.model, mel, features, options, None, agent.cache_dtype)
+        differ += [{"clip": clip.name, "batched": b.text, "apart": a.text} for b, a in zip(batched, apart) if b.tokens != a.tokens]
+    return {"readings": 2 * len(clips), "different": differ}
 
 
 def main() -> None:

@@ -117,13 +117,20 @@ def decode_with_base(
     Beam search decodes them one after the other: whisper's task cannot batch audios with a beam.
     """
     if options.beam_size:
-        adapted = decode_window(model, mel, features, options, keep, dtype)
-        with disabled_adapters(model):
-            return adapted, decode_window(model, mel, features, options, keep, dtype)
+        return decode_apart(model, mel, features, options, keep, dtype)
     task = CapturingTask(model, options, keep, dtype)
     with adapter_rows(model, 1):  # row 0 adapted, row 1 the base model
         adapted, base = task.run(features.expand(2, -1, -1))
     return _capture(task, adapted, 0, mel, features), _capture(task, base, 1, mel, features)
+
+
+def decode_apart(
+    model: Whisper, mel: torch.Tensor, features: torch.Tensor, options: DecodingOptions, keep: str | None, dtype: torch.dtype
+) -> tuple[WindowCapture, WindowCapture]:
+    """The readings of ``decode_with_base`` as two decoder passes (for beam search, and to check the batch against)."""
+    adapted = decode_window(model, mel, features, options, keep, dtype)
+    with disabled_adapters(model):
+        return adapted, decode_window(model, mel, features, options, keep, dtype)
 
 
 def _capture(task: CapturingTask, result: DecodingResult, row: int, mel: torch.Tensor, features: torch.Tensor) -> WindowCapture:

@@ -230,8 +230,7 @@ def test_adapter_rows_adapt_only_the_first_rows_of_a_batch():
 
 @pytest.mark.parametrize("mode", ["logits", "encoder"])
 def test_the_guards_two_readings_in_one_batch_equal_two_decoder_passes(captures, mode):
-    from ffasr_cli.capture import decode_window, decode_with_base, encode
-    from ffasr_cli.lora import disabled_adapters
+    from ffasr_cli.capture import decode_apart, decode_with_base, encode
 
     options = {"learning_rate": 3e-3} if mode == "logits" else {}
     agent = ASRAgent(mode=mode, accumulation_steps=1, cache_dtype="float32", **options)
@@ -242,10 +241,7 @@ def test_the_guards_two_readings_in_one_batch_equal_two_decoder_passes(captures,
     for name in ("kubernetes_deploy", "weather"):
         mel, features = encode(agent.model, load_audio(clip(name)), fp16=False)
         batched = decode_with_base(agent.model, mel, features, decoding, agent.mode.keeps, agent.cache_dtype)
-        adapted = decode_window(agent.model, mel, features, decoding, agent.mode.keeps, agent.cache_dtype)
-        with disabled_adapters(agent.model):
-            base = decode_window(agent.model, mel, features, decoding, agent.mode.keeps, agent.cache_dtype)
-        for one_pass, alone in zip(batched, (adapted, base)):
+        for one_pass, alone in zip(batched, decode_apart(agent.model, mel, features, decoding, agent.mode.keeps, agent.cache_dtype)):
             assert one_pass.tokens == alone.tokens and one_pass.text == alone.text
             torch.testing.assert_close(one_pass.token_logprobs, alone.token_logprobs, rtol=0, atol=1e-4)
             for kept in ("hidden", "audio_features"):
