@@ -205,8 +205,8 @@ def test_decoding_uses_the_merged_lora_weight_and_follows_every_change_to_it():
 
 
 def test_adapter_rows_adapt_only_the_first_rows_of_a_batch():
-    from whisper.model import Linear
     from torch import nn
+    from whisper.model import Linear
 
     from ffasr_cli.lora import HeadAdapter, LoRALinear, adapter_rows, disabled_adapters
 
