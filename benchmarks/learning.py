@@ -69,11 +69,12 @@ SLICE_ROWS = {  # rows run on each slice by default
     "dev3": MAIN_ROWS,
     "dev4": MAIN_ROWS,
     "dev5": MAIN_ROWS,
-    # never used for tuning (held-out 4: twelfth session); also trained in espeak-ng, the voice of their espeak test sentences
+    # never used for tuning (held-out 4: twelfth session, held-out 5: seventeenth); also trained in espeak-ng, the voice of their espeak test sentences
     "heldout": HELDOUT_ROWS,
     "heldout2": HELDOUT_ROWS,
     "heldout3": HELDOUT_ROWS,
     "heldout4": HELDOUT_ROWS,
+    "heldout5": HELDOUT_ROWS,  # seventeenth session: 14 terms, sentences written before its first run
 }
 DEFAULT_ROW = "encoder+glossary"  # the shipped config
 SEEDED_ROWS = (DEFAULT_ROW, "encoder")  # the two rows the targets name, trained with --seeds seeds (one run moves by a sentence or more with the seed)

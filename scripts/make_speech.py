@@ -121,6 +121,22 @@ PRON = {
     "Knative": ("kˈA nˈAtɪv", "kay native"),
     "Qiang": ("ʧjˈɑŋ", "chyahng"),
     "Xinyi": ("ʃˈɪnji", "shin yee"),
+    # fifth held-out slice (seventeenth session, fixed before any run with the learner; never tuned on):
+    # the 14 of 25 candidates base tiny.en missed in 8 of 8 hibari sentences
+    "Aisling": ("ˈæʃlɪŋ", "ash ling"),
+    "Gearóid": ("ɡəɹˈOd", "ga rode"),
+    "Laoise": ("lˈiʃə", "lee sha"),
+    "Nkechi": ("ŋkˈɛʧi", "n keh chee"),
+    "Bartłomiej": ("bɑɹtwˈɔmjɛj", "bart woh myay"),
+    "Mateusz": ("mɑtˈɛuʃ", "mah teh oosh"),
+    "Gitea": ("ɡɪtˈi", "git tee"),
+    "Caoilfhionn": ("kˈilɪn", "kee lin"),
+    "Ngaire": ("nˈIɹi", "nye ree"),
+    "Wawrzyniec": ("vˈɑvʒɪnjɛʦ", "vahv zhin yets"),
+    "Adaeze": ("ɑdˈɑɛzɛ", "ah dah eh zeh"),
+    "Iñaki": ("injˈɑki", "ee nyah kee"),
+    "Kyverno": ("kIvˈɜɹnO", "kai ver no"),
+    "Kubeflow": ("kjˈub flˈO", "cube flow"),
 }
 DEV_TERMS = ["PostgreSQL", "Xochitl", "Tadeusz", "Nguyen", "Nginx", "Saoirse"]
 DEV2_TERMS = ["Aoife", "Caoimhe", "Przemek", "Grzegorz"]
@@ -132,6 +148,10 @@ DEV5_TERMS = ["Cathal", "Róisín", "Wiesław", "Ailbhe", "Bożena", "Oluwaseun"
               "Szczepan"]
 HELDOUT3_TERMS = ["Krzysztof", "Małgorzata", "Tekton", "Ngozi", "Sadhbh", "Jędrzej", "Thandiwe", "Clodagh"]
 HELDOUT4_TERMS = ["Sorcha", "Jacek", "Uchenna", "Szymon", "Grażyna", "Tendai", "Fluentd", "Knative", "Qiang", "Xinyi"]
+HELDOUT5_TERMS = [
+    "Aisling", "Gearóid", "Laoise", "Nkechi", "Bartłomiej", "Mateusz", "Gitea",
+    "Caoilfhionn", "Ngaire", "Wawrzyniec", "Adaeze", "Iñaki", "Kyverno", "Kubeflow",
+]
 
 # Per term: 4 training sentences (typed corrections) then 3 test sentences (never learned from).
 SENTENCES = {
@@ -725,6 +745,146 @@ SENTENCES = {
         "We are meeting Xinyi at the museum.",
         "The winning photo was taken by Xinyi.",
     ],
+    "Aisling": [
+        "Aisling is running the marathon next month.",
+        "I gave the spare tickets to Aisling.",
+        "The wedding photos were taken by Aisling.",
+        "Did Aisling finish the quarterly budget?",
+        # test
+        "Aisling is moving to Galway in the spring.",
+        "We had lunch with Aisling on Friday.",
+        "The blue bicycle belongs to Aisling.",
+    ],
+    "Gearóid": [
+        "Gearóid is driving us to the airport.",
+        "I sent the invoice to Gearóid this morning.",
+        "The new shelves were fitted by Gearóid.",
+        "Will Gearóid be at the match on Saturday?",
+        # test
+        "Gearóid is learning to play the fiddle.",
+        "We watched the final with Gearóid.",
+        "The soup recipe came from Gearóid.",
+    ],
+    "Laoise": [
+        "Laoise is taking the dog for a walk.",
+        "Please give the report to Laoise.",
+        "The poster was designed by Laoise.",
+        "Has Laoise booked the hotel yet?",
+        # test
+        "Laoise is starting a new job on Monday.",
+        "I went to the cinema with Laoise.",
+        "The lemon cake was baked by Laoise.",
+    ],
+    "Nkechi": [
+        "Nkechi is leading the workshop today.",
+        "I posted the birthday card to Nkechi.",
+        "The seating plan was made by Nkechi.",
+        "Did Nkechi call the landlord back?",
+        # test
+        "Nkechi is flying to Lagos next week.",
+        "We shared a table with Nkechi at the wedding.",
+        "The best photos came from Nkechi.",
+    ],
+    "Bartłomiej": [
+        "Bartłomiej is checking the server logs.",
+        "I returned the ladder to Bartłomiej.",
+        "The floor was tiled by Bartłomiej.",
+        "Will Bartłomiej join the call at noon?",
+        # test
+        "Bartłomiej is cooking dinner for the team.",
+        "We went fishing with Bartłomiej.",
+        "The wooden table was made by Bartłomiej.",
+    ],
+    "Mateusz": [
+        "Mateusz is repairing the old car.",
+        "I forwarded the email to Mateusz.",
+        "The holiday was planned by Mateusz.",
+        "Has Mateusz paid for the tickets?",
+        # test
+        "Mateusz is reading in the library.",
+        "We are driving to the coast with Mateusz.",
+        "The birthday cake was ordered by Mateusz.",
+    ],
+    "Gitea": [
+        "Gitea hosts all of our private repositories.",
+        "We mirrored the old project to Gitea.",
+        "The Gitea runner is stuck again.",
+        "Did you back up Gitea last night?",
+        # test
+        "Gitea is sending the webhook twice.",
+        "I opened a pull request on Gitea.",
+        "The Gitea server needs a new disk.",
+    ],
+    "Caoilfhionn": [
+        "Caoilfhionn is running the kids' swimming club.",
+        "I passed the message on to Caoilfhionn.",
+        "The garden party was planned by Caoilfhionn.",
+        "Has Caoilfhionn sent the photos yet?",
+        # test
+        "Caoilfhionn is flying home for Christmas.",
+        "We are having coffee with Caoilfhionn.",
+        "The new curtains were chosen by Caoilfhionn.",
+    ],
+    "Ngaire": [
+        "Ngaire is teaching the beginners' yoga class.",
+        "I left the car keys with Ngaire.",
+        "The fundraiser was organized by Ngaire.",
+        "Is Ngaire coming to the quiz night?",
+        # test
+        "Ngaire is walking the coastal track this week.",
+        "We baked bread with Ngaire on Sunday.",
+        "The painting in the hall is by Ngaire.",
+    ],
+    "Wawrzyniec": [
+        "Wawrzyniec is fixing the office printer.",
+        "I sold my old bike to Wawrzyniec.",
+        "The concert tickets were bought by Wawrzyniec.",
+        "Will Wawrzyniec drive us to the lake?",
+        # test
+        "Wawrzyniec is building a shed in the garden.",
+        "We stayed up late talking to Wawrzyniec.",
+        "The new kitchen was designed by Wawrzyniec.",
+    ],
+    "Adaeze": [
+        "Adaeze is chairing the meeting tomorrow.",
+        "I gave my old laptop to Adaeze.",
+        "The conference talk was given by Adaeze.",
+        "Did Adaeze get the job in London?",
+        # test
+        "Adaeze is running a bakery downtown.",
+        "We went to the concert with Adaeze.",
+        "The wedding cake was made by Adaeze.",
+    ],
+    "Iñaki": [
+        "Iñaki is cooking paella for everyone.",
+        "I lent my tent to Iñaki.",
+        "The football team is coached by Iñaki.",
+        "Can Iñaki take the early shift?",
+        # test
+        "Iñaki is surfing in the north this week.",
+        "We shared a flat with Iñaki in college.",
+        "The old sailing boat belongs to Iñaki.",
+    ],
+    "Kyverno": [
+        "Kyverno blocked the pod without resource limits.",
+        "We moved the cluster policies to Kyverno.",
+        "The Kyverno webhook timed out again.",
+        "Can you update Kyverno on the production cluster?",
+        # test
+        "Kyverno is rejecting images from the public registry.",
+        "I wrote a new validation rule for Kyverno.",
+        "The Kyverno reports show twelve violations.",
+    ],
+    "Kubeflow": [
+        "Kubeflow runs the nightly training jobs.",
+        "We moved the model pipelines to Kubeflow.",
+        "The Kubeflow notebook server crashed.",
+        "Can you give me access to Kubeflow?",
+        # test
+        "Kubeflow is stuck on the data loading step.",
+        "I scheduled the new experiment in Kubeflow.",
+        "The Kubeflow dashboard shows three failed runs.",
+    ],
 }
 N_TRAIN = 4
 
@@ -800,6 +960,14 @@ SPOKEN = {
         ("Tendai", "Tendai is cooking for everyone tonight.",
          "Tendai is cooking for everyone tonight."),
     ],
+    "heldout5": [
+        ("Nkechi", "Nkechi is hosting the dinner on Friday.",
+         "No, I said Nkechi. N, K, E, C, H, I."),
+        ("Kyverno", "Kyverno blocked the new deployment.",
+         "No, sorry, I meant Kyverno."),
+        ("Laoise", "Laoise is collecting the parcel today.",
+         "Laoise is collecting the parcel today."),
+    ],
 }
 
 # Accepted dialogs: ordinary sentences base tiny.en gets right (no correction typed).
@@ -849,6 +1017,11 @@ ACCEPTED = {
         "The library closes early on Sundays.",
         "My brother is moving to a new flat.",
         "The meeting ran over by ten minutes.",
+    ],
+    "heldout5": [
+        "The post arrives after lunch on weekdays.",
+        "Please bring an umbrella tomorrow.",
+        "We ran out of coffee this morning.",
     ],
 }
 
@@ -975,6 +1148,35 @@ SOUNDALIKE = [
     ("Qiang", "The chairs are stacked in the hall."),
     ("Xinyi", "The shiny car is parked outside."),
     ("Xinyi", "She knew the answer right away."),
+    # seventeenth session: heldout5
+    ("Aisling", "Ashley is coming to the party."),
+    ("Aisling", "The ash tree lost its leaves early."),
+    ("Gearóid", "The garage door is stuck again."),
+    ("Gearóid", "Gerald rode his bike to school."),
+    ("Laoise", "Lisa is making tea for everyone."),
+    ("Laoise", "We signed the lease on Monday."),
+    ("Nkechi", "Ketchup goes well with chips."),
+    ("Nkechi", "Catch me if you can, said the little boy."),
+    ("Bartłomiej", "Bart went to the store for milk."),
+    ("Bartłomiej", "The bathroom mirror is cracked."),
+    ("Mateusz", "Matthew is late for work again."),
+    ("Mateusz", "The mattress was delivered today."),
+    ("Gitea", "Get the tea ready for the guests."),
+    ("Gitea", "The guitar in the hall is out of tune."),
+    ("Caoilfhionn", "Kevin is cleaning the car."),
+    ("Caoilfhionn", "We are killing time before the film."),
+    ("Ngaire", "Nearly everyone came to the party."),
+    ("Ngaire", "Nairobi is hot in the summer."),
+    ("Wawrzyniec", "Bavaria is lovely in the autumn."),
+    ("Wawrzyniec", "The waves were high this morning."),
+    ("Adaeze", "Ada is learning to ride a bike."),
+    ("Adaeze", "A daisy grew by the fence."),
+    ("Iñaki", "I need a key for the back door."),
+    ("Iñaki", "Nicky is coming round for dinner tonight."),
+    ("Kyverno", "The governor gave a long speech."),
+    ("Kyverno", "The caverns in the hills are cold."),
+    ("Kubeflow", "The cube of ice melted slowly."),
+    ("Kubeflow", "The river flow is strong in spring."),
 ]
 
 GENERAL = [
@@ -1200,7 +1402,7 @@ def build_benchmark(out: Path, r: Renderer) -> list[str]:
                           ("heldout", HELDOUT_TERMS),
                           ("dev4", DEV4_TERMS), ("heldout2", HELDOUT2_TERMS),
                           ("dev5", DEV5_TERMS), ("heldout3", HELDOUT3_TERMS),
-                          ("heldout4", HELDOUT4_TERMS)):
+                          ("heldout4", HELDOUT4_TERMS), ("heldout5", HELDOUT5_TERMS)):
         # training dialogs, once in hibari and once in espeak-ng: a voice nothing was tuned on
         for suffix, voice, fix_voice, espeak in (("", TRAIN_VOICE, FIX_VOICE, None), ("_espeak", None, None, 0)):
 
