@@ -151,6 +151,8 @@ _PREAMBLE_PHRASES = [
     r"(?:it|that)(?:'s|’s|\s+is|\s+was)",
     r"spelled(?:\s+as|\s+like)?|spelt|spelling",
     r"not\s+quite|wrong|correction",
+    # "No, I said" as Whisper sometimes hears it, with the hypothesis as its prompt: "No, I send Ketchie."
+    r"no+[\s,.]+i\s+(?:send|sent|set|sat|sad)",
     r"no+(?:pe)?|nah",
     r"sorry|oops|oh|u+h+|u+m+|e+r+m*|h+m+|well|okay|ok|wait|actually",
 ]
@@ -238,11 +240,12 @@ _CAPITAL = r"[^\W\d_a-z]"
 # Single letters separated by hyphens, dots, commas or spaces: "X-O-C", "X O C", "x. o. c.";
 # capitals run together in part, hyphens between the rest ("THIBA-U-L-T", as Whisper heard
 # "T, H, I, B, A, U, L, T"); or the letters all joined in capitals ("XOCHITL"), as Whisper
-# writes a spelling it knows.
+# writes a spelling it knows, or in capital chunks ("NKE-CHI" for "N, K, E, C, H, I"), which
+# could as well be an acronym ("USB-C").
 _SPELLED = re.compile(
     rf"(?<![\w'’])(?:(?P<letters>(?:{_CAPITAL}-)*{_CAPITAL}{{2,}}(?:-{_CAPITAL}){{2,}}|(?:{_CAPITAL}-){{2,}}{_CAPITAL}{{2,}}"
     rf"|(?:{_LETTER}[\s.,\-–]+)+{_LETTER})"
-    rf"|(?P<capitals>{_CAPITAL}{{{MIN_SPELLED_LETTERS},}}))(?![\w'’])"
+    rf"|(?P<capitals>{_CAPITAL}+(?:-{_CAPITAL}+)+|{_CAPITAL}{{{MIN_SPELLED_LETTERS},}}))(?![\w'’])"
 )
 # "W" written as its spoken name at the start or inside a spelling: "double you O J C I E C H".
 # Only before enough single letters to be a spelling with it: "double you a favour" is no "W a".
@@ -270,8 +273,9 @@ def join_spelling(text: str) -> str:
     own casing is kept ("PostgreSQL, P-O-S-T-G-R-E-S-Q-L" stays "PostgreSQL"). Otherwise the
     joined word takes the place of the letters alone.
 
-    A word in capitals of three letters or more ("sochitl. XOCHITL") is a spelling only when it
-    replaces a similar spoken word before it; otherwise it is an acronym and stays as written.
+    A word in capitals of three letters or more ("sochitl. XOCHITL"), or capitals in hyphenated
+    chunks ("Ketchie. NKE-CHI"), is a spelling only when it replaces a similar spoken word before
+    it; otherwise it is an acronym and stays as written ("USB-C").
     """
     return _join_spelling(text)[0]
 
@@ -309,7 +313,9 @@ def _join_spelling(text: str, known: Sequence[str] = ()) -> tuple[str, list[str]
 
 
 def holds_spelling(text: str) -> bool:
-    """Whether ``text`` spells a word out (``join_spelling`` would join something in it)."""
+    """Whether ``text`` spells a word out: ``join_spelling`` would join something in it once its
+    lead-ins are gone, as ``parse_spoken_correction`` joins it ("No, I said catchy. NKE-CHI.")."""
+    text = strip_preamble(text)
     return join_spelling(text) != text
 
 

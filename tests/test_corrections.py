@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from ffasr_cli.corrections import (
     Correction,
     check_correction,
+    holds_spelling,
     join_spelling,
     known_spelling,
     learned_terms,
@@ -70,6 +71,7 @@ def test_normalize_words(text, words):
         "not terra form but Terraform.",
         "Sorcha, I meant Terraform.",  # "No, sorry, I meant…" heard with the glossary as the prompt
         "Sorcha means I meant Terraform.",  # the same, in another voice
+        "No, I send Terraform.",  # "No, I said…" heard with the hypothesis as the prompt
     ],
 )
 def test_strip_preamble(spoken):
@@ -90,6 +92,8 @@ def test_strip_preamble_keeps_a_preamble_that_the_hypothesis_starts_with():
     assert strip_preamble("No parking here", hypothesis="No parking hear.") == "No parking here"
     assert strip_preamble("Actually it works", hypothesis="Actually it work") == "Actually it works"
     assert strip_preamble("Well, I said it twice", hypothesis="Well, I said it nice") == "Well, I said it twice"
+    assert strip_preamble("No, I sent it twice", hypothesis="No, I sent it nice") == "No, I sent it twice"
+    assert strip_preamble("I sent it twice", hypothesis="I send it twice") == "I sent it twice"  # only after "No"
     # The outer "No, I meant" is a preamble; the inner "no" is the sentence.
     assert strip_preamble("No, I meant no parking here", hypothesis="No parking hear.") == (
         "no parking here"
@@ -127,6 +131,7 @@ def test_strip_preamble_keeps_a_preamble_that_the_hypothesis_starts_with():
         ("speak NIF. Z-B-I-G-N-I-E-W.", "Zbigniew."),
         ("No, I said TBO. THIBA-U-L-T.", "No, I said TBO. Thibault."),  # Whisper ran the first letters together
         ("T-H-IBAULT", "Thibault"),
+        ("No, I said Ketchie. NKE-CHI.", "No, I said Nkechi."),  # "N, K, E, C, H, I" heard in chunks
         ("a well-known X-RAY", "a well-known X-RAY"),  # one capital and one word: not spelled
         ("I will call Sochi. X-O-C-H-I-T-L.", "I will call Xochitl."),  # similar: only the word it spells
         ("Please give it to Kiva. C, A, O, I, M, H, E.", "Please give it to Kiva. Caoimhe."),  # more than a name: left
@@ -137,7 +142,8 @@ def test_join_spelling(spoken, joined):
 
 
 @pytest.mark.parametrize(
-    "text", ["A-B testing", "I am a cat", "T-shirt", "Plan B", "Deploy it.", "I work at NASA now.", "Put it in the HTTP header."]
+    "text",
+    ["A-B testing", "I am a cat", "T-shirt", "Plan B", "Deploy it.", "I work at NASA now.", "Put it in the HTTP header.", "It has a USB-C port."],
 )
 def test_join_spelling_leaves_ordinary_text(text):
     assert join_spelling(text) == text
@@ -218,6 +224,24 @@ def test_spoken_spelling_in_capitals_is_merged():
     # seen in replay: after one update tiny.en wrote the spelled letters as one word
     correction = parse_spoken_correction("No, I said sochitl. XOCHITL.", "Sochitl is bringing the projector.")
     assert correction.label == "Xochitl is bringing the projector."
+
+
+@pytest.mark.parametrize(
+    ("spoken", "label"),
+    [  # "No, I said Nkechi. N, K, E, C, H, I." as held-out 5's replay heard it
+        ("No, I said Ketchie. NKE-CHI.", "Nkechi is hosting the dinner on Friday."),
+        ("No, I said catchy. NKE-CHI.", "Nkechi is hosting the dinner on Friday."),  # unlike the name: set off alone
+        ("No, I send Ketchie. NKE-CHI.", "Nkechi is hosting the dinner on Friday."),
+    ],
+)
+def test_spoken_spelling_in_capital_chunks_is_merged(spoken, label):
+    assert holds_spelling(spoken)
+    assert parse_spoken_correction(spoken, "Ketchie is hosting the dinner on Friday.").label == label
+
+
+def test_holds_spelling_leaves_acronyms():
+    assert not holds_spelling("It has a USB-C port.")
+    assert not holds_spelling("No, I said USB-C.")
 
 
 def test_spoken_merge_keeps_the_hypothesis_outside_the_span():
