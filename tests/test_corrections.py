@@ -143,7 +143,16 @@ def test_join_spelling(spoken, joined):
 
 @pytest.mark.parametrize(
     "text",
-    ["A-B testing", "I am a cat", "T-shirt", "Plan B", "Deploy it.", "I work at NASA now.", "Put it in the HTTP header.", "It has a USB-C port."],
+    [
+        "A-B testing",
+        "I am a cat",
+        "T-shirt",
+        "Plan B",
+        "Deploy it.",
+        "I work at NASA now.",
+        "Put it in the HTTP header.",
+        "It has a USB-C port.",
+    ],
 )
 def test_join_spelling_leaves_ordinary_text(text):
     assert join_spelling(text) == text
@@ -220,23 +229,21 @@ def test_known_spelling(word, terms, term):
     assert known_spelling(word, terms) == term
 
 
-def test_spoken_spelling_in_capitals_is_merged():
-    # seen in replay: after one update tiny.en wrote the spelled letters as one word
-    correction = parse_spoken_correction("No, I said sochitl. XOCHITL.", "Sochitl is bringing the projector.")
-    assert correction.label == "Xochitl is bringing the projector."
-
-
 @pytest.mark.parametrize(
-    ("spoken", "label"),
-    [  # "No, I said Nkechi. N, K, E, C, H, I." as held-out 5's replay heard it
-        ("No, I said Ketchie. NKE-CHI.", "Nkechi is hosting the dinner on Friday."),
-        ("No, I said catchy. NKE-CHI.", "Nkechi is hosting the dinner on Friday."),  # unlike the name: set off alone
-        ("No, I send Ketchie. NKE-CHI.", "Nkechi is hosting the dinner on Friday."),
+    ("spoken", "hypothesis", "label"),
+    [
+        # seen in replay: after one update tiny.en wrote the spelled letters as one word
+        ("No, I said sochitl. XOCHITL.", "Sochitl is bringing the projector.", "Xochitl is bringing the projector."),
+        # "No, I said Nkechi. N, K, E, C, H, I." as held-out 5's replay heard it: in capital chunks
+        ("No, I said Ketchie. NKE-CHI.", "Ketchie is hosting the dinner on Friday.", "Nkechi is hosting the dinner on Friday."),
+        # the spoken word unlike the name: set off alone before the spelling, it is the word spelled
+        ("No, I said catchy. NKE-CHI.", "Ketchie is hosting the dinner on Friday.", "Nkechi is hosting the dinner on Friday."),
+        ("No, I send Ketchie. NKE-CHI.", "Ketchie is hosting the dinner on Friday.", "Nkechi is hosting the dinner on Friday."),
     ],
 )
-def test_spoken_spelling_in_capital_chunks_is_merged(spoken, label):
+def test_spoken_spelling_in_capitals_is_merged(spoken, hypothesis, label):
     assert holds_spelling(spoken)
-    assert parse_spoken_correction(spoken, "Ketchie is hosting the dinner on Friday.").label == label
+    assert parse_spoken_correction(spoken, hypothesis).label == label
 
 
 def test_holds_spelling_leaves_acronyms():
