@@ -1,7 +1,7 @@
 """Does it learn? Every mode, with and without the glossary, against the baselines, on one data set.
 
     python benchmarks/learning.py                 # all rows on dev; the main rows on the other slices;
-                                                  # the espeak-taught rows on the held-out ones (~4.5 h on 2 cores)
+                                                  # the espeak-taught rows on the held-out ones (~5.3 h on 2 cores)
     python benchmarks/learning.py --rows dev=encoder,prompt --slices dev --seeds 1 --quick
 
 Each row replays the training dialogs into a fresh state dir through the same code as
