@@ -373,11 +373,37 @@ def parse_spoken_correction(spoken: str, hypothesis: str, attempt: str | None = 
     # the words a spelling replaced are how the name sounded: where it was heard ("speak NIF. Z-B-I-…")
     wrong = more_wrong or wrong or (spelled_over[0] if len(spelled_over) == 1 else None)
     _require_content(text)
+    term = _only_term_said(text, known)
+    if term is not None:
+        written = next((i for i, w in enumerate(_TOKEN.findall(hypothesis)) if word_key(w) == word_key(term)), None)
+        if written is not None:  # the transcript already writes it: the correction confirms it
+            return Correction(hypothesis, "merge", (written, written + 1))
+        text = term
     correction = _merge_or_replace(text, hypothesis, wrong, attempt)
     if correction.kind == "replace" and hypothesis.lstrip()[:1].isupper():
         label = correction.label
         correction = Correction(label[:1].upper() + label[1:], "replace")
     return correction
+
+
+def _only_term_said(text: str, known: Sequence[str]) -> str | None:
+    """The taught word a correction says, when it says nothing else; None otherwise.
+
+    A name said and then spelled is often heard as the name twice ("No, I said Nkechi.
+    Nkechi.") or, with the glossary as the prompt, as a mishearing, the name, and the letters
+    left over ("No, I send Ketchi. Nkechi, H.I."): one word is the term (``known_spelling``),
+    every other sounds like it or is a single letter. Held-out 5's replay taught "Ketchi. Nkechi, H.I
+    hosting the dinner…" from that, where the transcript already read "Nkechi is hosting…".
+    """
+    words = _WORD.findall(text)
+    terms = {known_spelling(w, known) for w in words if len(_letters(w)) > 1} - {None}
+    if len(terms) != 1:
+        return None
+    (term,) = terms
+    target = _letters(term)
+    # each word the term or sounds like it (a near spelling does too), or a letter of a spelling
+    named = all(len(_letters(w)) == 1 or _similarity(_letters(w), target) >= SPELLING_MATCH_SIMILARITY for w in words)
+    return term if named else None
 
 
 def typed_correction(text: str, hypothesis: str, attempt: str | None = None) -> Correction:

@@ -246,6 +246,23 @@ def test_spoken_spelling_in_capitals_is_merged(spoken, hypothesis, label):
     assert parse_spoken_correction(spoken, hypothesis).label == label
 
 
+@pytest.mark.parametrize(
+    ("spoken", "hypothesis", "label"),
+    [
+        # held-out 5's replay, the name already taught: said and spelled, it came out as a mishearing,
+        # the name and two letters (glossary prompt), or as the name twice (no prompt)
+        ("No, I send Ketchi. Nkechi, H.I.", "Nkechi is hosting the dinner on Friday.", "Nkechi is hosting the dinner on Friday."),
+        ("No, I said Nkechi. Nkechi.", "Nkechi is hosting the dinner on Friday.", "Nkechi is hosting the dinner on Friday."),
+        ("No, I send Ketchi. Nkechi, H.I.", "Ketchie is hosting the dinner.", "Nkechi is hosting the dinner."),
+        ("No, I said Nkechi. Nkechi.", "Ketchie is hosting the dinner on Friday.", "Nkechi is hosting the dinner on Friday."),
+        # two names: an ordinary merge
+        ("No, I said Nkechi and Laoise.", "Nkechi and Lisa are hosting.", "Nkechi and Laoise are hosting."),
+    ],
+)
+def test_a_correction_that_only_says_a_taught_word_is_that_word(spoken, hypothesis, label):
+    assert parse_spoken_correction(spoken, hypothesis, known=["Laoise", "Nkechi", "paella"]).label == label
+
+
 def test_holds_spelling_leaves_acronyms():
     assert not holds_spelling("It has a USB-C port.")
     assert not holds_spelling("No, I said USB-C.")
