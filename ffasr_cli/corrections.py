@@ -362,6 +362,8 @@ def parse_spoken_correction(spoken: str, hypothesis: str, attempt: str | None = 
     where "Sochi at all" was heard). A longer correction, or one that matches no span, is the
     whole label; its first letter is capitalized when the hypothesis starts with a capital (the
     user spoke a sentence).
+    A correction that says only one ``known`` word (``_only_term_said``) is that word, and
+    confirms the hypothesis where the hypothesis already writes it.
     ``attempt``, the adapter's own reading when the term guard showed another, helps find the
     span (``_span_where``). ``known``: the words the user taught (the glossary), which a spelling
     one letter off stands for (``_join_spelling``). Raises CorrectionRejected when nothing is left
@@ -395,14 +397,14 @@ def _only_term_said(text: str, known: Sequence[str]) -> str | None:
     every other sounds like it or is a single letter. Held-out 5's replay taught "Ketchi. Nkechi, H.I
     hosting the dinner…" from that, where the transcript already read "Nkechi is hosting…".
     """
-    words = _WORD.findall(text)
-    terms = {known_spelling(w, known) for w in words if len(_letters(w)) > 1} - {None}
+    words = [(w, _letters(w)) for w in _WORD.findall(text)]
+    terms = {known_spelling(w, known) for w, letters in words if len(letters) > 1} - {None}
     if len(terms) != 1:
         return None
     (term,) = terms
     target = _letters(term)
     # each word the term or sounds like it (a near spelling does too), or a letter of a spelling
-    named = all(len(_letters(w)) == 1 or _similarity(_letters(w), target) >= SPELLING_MATCH_SIMILARITY for w in words)
+    named = all(len(letters) == 1 or _similarity(letters, target) >= SPELLING_MATCH_SIMILARITY for _, letters in words)
     return term if named else None
 
 
