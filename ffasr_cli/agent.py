@@ -207,7 +207,7 @@ class ASRAgent:
         )  # fmt: skip
 
     def _word_logprobs(self, capture: WindowCapture) -> list[float] | None:
-        if not capture.token_logprobs:  # beam search records none
+        if not capture.token_logprobs:  # no tokens
             return None
         return word_logprobs([self.tokenizer.decode([t]) for t in capture.tokens], capture.token_logprobs)
 

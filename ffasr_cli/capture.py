@@ -32,7 +32,7 @@ class WindowCapture:
     no_speech_prob: float
     avg_logprob: float
     compression_ratio: float  # gzip ratio of the text: high means a repetition loop
-    token_logprobs: tuple[float, ...] = ()  # log-probability of each token when it was picked (greedy only)
+    token_logprobs: tuple[float, ...] = ()  # log-probability of each token when it was picked
     hidden: torch.Tensor | None = None  # [len(tokens)+1, d]: the state each output token was read from
     audio_features: torch.Tensor | None = None  # [n_audio_ctx, d]: the encoder output
     mel: torch.Tensor | None = None  # [n_mels, 3000]: the input, for the full-recompute baseline
@@ -137,7 +137,10 @@ def _capture(task: CapturingTask, result: DecodingResult, row: int, mel: torch.T
     hidden = task.kept.get(HIDDEN)
     if hidden is not None:
         hidden = hidden[row, : len(result.tokens) + 1]  # drop states after end-of-text, if any
-    logprobs = task.decoder.logprobs(row) if isinstance(task.decoder, RecordingGreedyDecoder) else []
+    if isinstance(task.decoder, RecordingGreedyDecoder):
+        logprobs = task.decoder.logprobs(row)
+    else:
+        logprobs = scored_tokens(task, result.tokens, features)
     return WindowCapture(
         tokens=tuple(result.tokens),
         text=result.text,
@@ -149,3 +152,18 @@ def _capture(task: CapturingTask, result: DecodingResult, row: int, mel: torch.T
         audio_features=features[0].to(task.dtype) if task.keep == AUDIO_FEATURES else None,
         mel=mel.to(task.dtype) if task.keep == MEL else None,
     )
+
+
+@torch.no_grad()
+def scored_tokens(task: DecodingTask, tokens: list[int], features: torch.Tensor) -> list[float]:
+    """Each token's log-probability in one teacher-forced decoder pass.
+
+    Beam search keeps only each sequence's sum, and the term guard needs every token's (whisper's
+    token filters aside, these equal greedy decoding's records: tests/test_engine.py).
+    """
+    if not tokens:
+        return []
+    start = len(task.initial_tokens)
+    inputs = torch.tensor([[*task.initial_tokens, *tokens]], device=features.device)
+    logprobs = task.model.decoder(inputs, features[:1]).float().log_softmax(-1)[0]
+    return logprobs[start - 1 : -1].gather(-1, inputs[0, start:, None])[:, 0].tolist()

@@ -113,7 +113,7 @@ def guarded_text(
     ``confidence``: the log-probability of each word of ``adapted`` (``word_logprobs``); a term
     stands only if it is at least ``min_logprob``. ``base_confidence``: the same for ``base``; a
     term never replaces base words that are all at least ``base_sure_logprob`` (inf: never sure).
-    None for either (beam search, or words that do not line up with the tokens) trusts every word.
+    None for either (words that do not line up with the tokens) trusts every word.
     ``misheard``: per term key, the words corrections of it replaced (``misheard_as``); over those,
     a term needs only ``misheard_min_logprob`` and the base model's sureness does not count (None:
     no such rule).

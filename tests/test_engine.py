@@ -280,6 +280,18 @@ def test_greedy_decoding_records_each_tokens_log_probability(captures):
     torch.testing.assert_close(torch.tensor(window.token_logprobs), picked, rtol=0, atol=0.05)
 
 
+
+def test_beam_search_records_each_tokens_log_probability_too(captures):
+    from ffasr_cli.capture import decode_window, encode
+
+    agent = captures.agent("encoder", "float32")
+    (greedy,) = captures.windows("encoder", "kubernetes_deploy", "float32")
+    mel, features = encode(agent.model, load_audio(clip("kubernetes_deploy")), fp16=False)
+    beam = decode_window(agent.model, mel, features, replace(agent.decoding_options(None), beam_size=5), None, agent.cache_dtype)
+    assert beam.tokens == greedy.tokens  # a clear clip: both searches find the same words...
+    # ...and the term guard reads the same confidence for them (whisper's token filters aside)
+    torch.testing.assert_close(torch.tensor(beam.token_logprobs), torch.tensor(greedy.token_logprobs), rtol=0, atol=0.05)
+
 # --- accumulation and the cache ------------------------------------------------------------------
 
 
