@@ -9,6 +9,7 @@ base model's reading for the term guard (``guard.py``), decoded in the same batc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,7 +141,7 @@ def _capture(task: CapturingTask, result: DecodingResult, row: int, mel: torch.T
     if isinstance(task.decoder, RecordingGreedyDecoder):
         logprobs = task.decoder.logprobs(row)
     else:
-        logprobs = scored_tokens(task, result.tokens, features)
+        logprobs = scored_tokens(task.model, task.initial_tokens, result.tokens, features)
     return WindowCapture(
         tokens=tuple(result.tokens),
         text=result.text,
@@ -155,15 +156,15 @@ def _capture(task: CapturingTask, result: DecodingResult, row: int, mel: torch.T
 
 
 @torch.no_grad()
-def scored_tokens(task: DecodingTask, tokens: list[int], features: torch.Tensor) -> list[float]:
-    """Each token's log-probability in one teacher-forced decoder pass.
+def scored_tokens(model: Whisper, initial: Sequence[int], tokens: Sequence[int], features: torch.Tensor) -> list[float]:
+    """Each of ``tokens``' log-probability after ``initial`` in one teacher-forced decoder pass.
 
     Beam search keeps only each sequence's sum, and the term guard needs every token's (whisper's
     token filters aside, these equal greedy decoding's records: tests/test_engine.py).
     """
     if not tokens:
         return []
-    start = len(task.initial_tokens)
-    inputs = torch.tensor([[*task.initial_tokens, *tokens]], device=features.device)
-    logprobs = task.model.decoder(inputs, features[:1]).float().log_softmax(-1)[0]
+    start = len(initial)
+    inputs = torch.tensor([[*initial, *tokens]], device=features.device)
+    logprobs = model.decoder(inputs, features[:1]).float().log_softmax(-1)[0]
     return logprobs[start - 1 : -1].gather(-1, inputs[0, start:, None])[:, 0].tolist()

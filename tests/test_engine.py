@@ -270,15 +270,14 @@ def test_the_term_guard_shows_the_base_words_where_no_taught_term_is_written(cap
 
 
 def test_greedy_decoding_records_each_tokens_log_probability(captures):
+    from ffasr_cli.capture import scored_tokens
+
     agent = captures.agent("encoder", "float32")
     (window,) = captures.windows("encoder", "kubernetes_deploy", "float32")
     assert len(window.token_logprobs) == len(window.tokens) and all(lp <= 0 for lp in window.token_logprobs)
-    inputs = torch.tensor([[*agent.mode.sot_sequence, *window.tokens]], device=window.audio_features.device)
-    with torch.no_grad():  # the same log-probabilities from one teacher-forced pass (whisper's token filters aside)
-        logprobs = agent.model.decoder(inputs, window.audio_features[None]).log_softmax(-1)[0]
-    picked = logprobs[len(agent.mode.sot_sequence) - 1 : -1].gather(-1, inputs[0, len(agent.mode.sot_sequence) :, None])[:, 0].cpu()
-    torch.testing.assert_close(torch.tensor(window.token_logprobs), picked, rtol=0, atol=0.05)
-
+    # the same log-probabilities from one teacher-forced pass (whisper's token filters aside)
+    picked = scored_tokens(agent.model, agent.mode.sot_sequence, window.tokens, window.audio_features[None])
+    torch.testing.assert_close(torch.tensor(window.token_logprobs), torch.tensor(picked), rtol=0, atol=0.05)
 
 
 def test_beam_search_records_each_tokens_log_probability_too(captures):
@@ -291,6 +290,7 @@ def test_beam_search_records_each_tokens_log_probability_too(captures):
     assert beam.tokens == greedy.tokens  # a clear clip: both searches find the same words...
     # ...and the term guard reads the same confidence for them (whisper's token filters aside)
     torch.testing.assert_close(torch.tensor(beam.token_logprobs), torch.tensor(greedy.token_logprobs), rtol=0, atol=0.05)
+
 
 # --- accumulation and the cache ------------------------------------------------------------------
 
