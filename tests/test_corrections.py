@@ -440,7 +440,7 @@ words = st.text(
 VOCAB = "the a it with Deploy deploy Terraform terra form tonight PostgreSQL don't e-mail 3".split()
 plain_word = st.builds(str.__add__, st.sampled_from(VOCAB), st.sampled_from(["", ".", ",", "!"]))
 sentences = st.lists(plain_word, min_size=1, max_size=14).map(" ".join)
-fast = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+fast = settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 
 
 @fast

@@ -22,7 +22,7 @@ from ffasr_cli.audio import load_audio
 from ffasr_cli.dialogs import BadRow, Dialog, EvalRow, read_dialogs, read_eval
 from ffasr_cli.errors import AudioError, FfasrError
 
-fast = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+fast = settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 DATA = Path(__file__).parent / "data"
 CLIP = "data/weather.wav"  # relative to tests/, where the fuzzed JSONL is written
