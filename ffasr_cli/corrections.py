@@ -312,6 +312,13 @@ def _join_spelling(text: str, known: Sequence[str] = ()) -> tuple[str, list[str]
     return "".join(out), spelled_over
 
 
+def spells_letters(text: str) -> bool:
+    """Whether ``text`` holds a run of single letters ("N-G-O-C-I", "Z, B, I, G"), not counting words
+    in capitals ("INF", "NKE-CHI"), which may as well be a reading of a name as an acronym."""
+    matches = _SPELLED.finditer(_DOUBLE_U.sub("W", text))
+    return any(m.group("letters") and len(_ALNUM.findall(m.group())) >= MIN_SPELLED_LETTERS for m in matches)
+
+
 def holds_spelling(text: str) -> bool:
     """Whether ``text`` spells a word out: ``join_spelling`` would join something in it once its
     lead-ins are gone, as ``parse_spoken_correction`` joins it ("No, I said catchy. NKE-CHI.")."""

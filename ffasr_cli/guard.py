@@ -30,6 +30,12 @@ sureness does not count ("Valero" is a brand it knows well, −0.16), and the te
 tests. Across three training seeds of five tuning slices this gave 11 more of 279 test sentences
 and no insertion (tuning.md, sixth session).
 
+Letters the user spelled ("N-G-O-C-I") are never replaced by a term: they say the word more
+surely than any reading of them, and may spell a new name close to a taught one. An adapter that
+had learned Ngozi read a spelled correction "No, I said gozi. N-G-O-C-I." as "…Ngozi. Ngozi."
+(−1.44 and −1.48), and the correction no longer held the spelling it needed (tuning.md,
+twenty-second session).
+
 Both decodes share the encoder's output: in full mode with ``freeze_encoder: false`` the "base"
 decode therefore runs the trained encoder, and only the decoder's adapter is switched off.
 """
@@ -41,7 +47,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from difflib import SequenceMatcher
 
-from .corrections import STOPWORDS, known_spelling, word_key
+from .corrections import STOPWORDS, known_spelling, spells_letters, word_key
 
 
 def word_logprobs(pieces: Sequence[str], logprobs: Sequence[float]) -> list[float]:
@@ -119,6 +125,7 @@ def guarded_text(
     no such rule).
     Where the adapter only split a base word ("afternoon" → "after noon", with "after" taught in
     another voice), the base word stands: a term inside it was not said as a word.
+    Where the base reading spells single letters ("N-G-O-C-I"), it stands: the user spelled the word.
     An adapted word one letter off a taught term of five letters or more is that term, misspelled
     ("Bigniew"), and is shown as the term. Where the two readings differ in a stretch of as many
     words, the words are taken one by one: the taught terms from ``adapted``, the rest from ``base``;
@@ -161,6 +168,9 @@ def guarded_text(
             continue
         if a2 - a1 > b2 - b1 and "".join(base_keys[b1:b2]) == "".join(adapted_keys[a1:a2]):
             kept += base_words[b1:b2]  # a base word split, letter for letter ("after noon"): no word in it was said alone
+            continue
+        if spells_letters(" ".join(base_words[b1:b2])):
+            kept += base_words[b1:b2]  # letters the user spelled ("N-G-O-C-I"): surer than any reading of them as the word
             continue
         written = {
             i: term

@@ -19,6 +19,7 @@ from ffasr_cli.corrections import (
     learned_terms,
     normalize_words,
     parse_spoken_correction,
+    spells_letters,
     strip_preamble,
     typed_correction,
 )
@@ -266,6 +267,17 @@ def test_a_correction_that_only_says_a_taught_word_is_that_word(spoken, hypothes
 def test_holds_spelling_leaves_acronyms():
     assert not holds_spelling("It has a USB-C port.")
     assert not holds_spelling("No, I said USB-C.")
+
+
+@pytest.mark.parametrize(
+    "text, spelled",
+    [("gozi. N-G-O-C-I.", True), ("Z, B, I, G", True), ("double you O J C", True), ("x. o. c.", True),
+     # capitals are as likely a reading of a name (espeak-ng speech, tiny.en) as a spelling of it
+     ("SHK PanFic to the feeding environment.", False), ("NKE-CHI", False), ("USB-C", False),
+     ("Plan A or B.", False), ("T-Boe", False)],
+)  # fmt: skip
+def test_spells_letters_finds_single_letters_only(text, spelled):
+    assert spells_letters(text) is spelled
 
 
 def test_spoken_merge_keeps_the_hypothesis_outside_the_span():

@@ -31,6 +31,9 @@ CASES = [
     ("Moved to Thursday afternoon.", "Moved to Thursday after noon.", ["after"], "Moved to Thursday afternoon."),
     # ...but words joined into a term do
     ("Back up the Postgres QL database.", "Back up the PostgreSQL database.", ["PostgreSQL"], "Back up the PostgreSQL database."),
+    # letters the user spelled stand: they say the word more surely than a reading of them as the
+    # word, and the correction's parser joins them (an adapter on a spoken correction, tiny.en)
+    ("No, I said gozi. N-G-O-C-I.", "No, I said Ngozi. Ngozi.", ["Ngozi"], "No, I said gozi. N-G-O-C-I."),
     ("", "", [], ""),
 ]
 
