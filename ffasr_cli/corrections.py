@@ -287,12 +287,9 @@ def _join_spelling(text: str, known: Sequence[str] = ()) -> tuple[str, list[str]
     word: a letter is easily misheard ("J, A, C, E, K" came out as "J-I-C-E-K" right after
     "Jacek" had been taught), and a user spells the name they taught before.
     """
-    text = _DOUBLE_U.sub("W", text)
+    text, spellings = _spellings(text)
     out, spelled_over, pos = [], [], 0
-    for match in _SPELLED.finditer(text):
-        letters = _ALNUM.findall(match.group())
-        if len(letters) < MIN_SPELLED_LETTERS:
-            continue
+    for match, letters in spellings:
         word = letters[0].upper() + "".join(letters[1:]).lower()
         word = known_spelling(word, known) or word
         after = match.end()
@@ -312,11 +309,18 @@ def _join_spelling(text: str, known: Sequence[str] = ()) -> tuple[str, list[str]
     return "".join(out), spelled_over
 
 
+def _spellings(text: str) -> tuple[str, list[tuple[re.Match, list[str]]]]:
+    """``text`` with "double you" written as W, and its candidate spellings with their letters
+    (at least ``MIN_SPELLED_LETTERS``)."""
+    text = _DOUBLE_U.sub("W", text)
+    found = ((match, _ALNUM.findall(match.group())) for match in _SPELLED.finditer(text))
+    return text, [(match, letters) for match, letters in found if len(letters) >= MIN_SPELLED_LETTERS]
+
+
 def spells_letters(text: str) -> bool:
     """Whether ``text`` holds a run of single letters ("N-G-O-C-I", "Z, B, I, G"), not counting words
     in capitals ("INF", "NKE-CHI"), which may as well be a reading of a name as an acronym."""
-    matches = _SPELLED.finditer(_DOUBLE_U.sub("W", text))
-    return any(m.group("letters") and len(_ALNUM.findall(m.group())) >= MIN_SPELLED_LETTERS for m in matches)
+    return any(match["letters"] for match, _ in _spellings(text)[1])
 
 
 def holds_spelling(text: str) -> bool:
