@@ -138,7 +138,8 @@ def machine_info(threads: int) -> dict:
 def models_on_disk() -> list[str]:
     from ffasr_cli.models import offline_names
 
-    return [name for name in ("tiny.en", "base.en", "base") if name in offline_names()]
+    offline = offline_names()
+    return [name for name in ("tiny.en", "base.en", "base") if name in offline]
 
 
 # --------------------------------------------------------------------------- start-up

@@ -53,7 +53,7 @@ ROWS = {
     "encoder no-confirm": ({"mode": "encoder", "learn_confirmed": False}, True, False),  # accepted terms kept as canaries only
     "encoder guard w/o confidence": ({"mode": "encoder", "term_min_logprob": float("-inf")}, True, False),
     "encoder guard w/o base confidence": ({"mode": "encoder", "base_sure_logprob": float("inf")}, True, False),
-    # the bigger offline model (ffasr[base]) with the shipped settings: for voices tiny.en does not hear
+    # the bigger offline model (ffasr[base]) with the shipped settings: does it learn a voice tiny.en hears badly?
     "plain base": ({"model": "base"}, False, False),
     "encoder base": ({"mode": "encoder", "model": "base"}, True, False),
     "encoder+glossary base": ({"mode": "encoder", "model": "base"}, True, True),
