@@ -29,6 +29,8 @@ WORD_MATCH_SIMILARITY = 0.6
 SPELLING_MATCH_SIMILARITY = 0.5
 # A run of single letters is spelling from this many letters on ("A-B testing" is not).
 MIN_SPELLED_LETTERS = 3
+# A correction longer than this is refused before it is read: one utterance is far shorter.
+MAX_CORRECTION_CHARS = 1000
 
 Kind = Literal["replace", "merge"]
 
@@ -54,7 +56,8 @@ _WORD = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
 _TOKEN = re.compile(r"\S+")
 _ALNUM = re.compile(r"[^\W_]")
 _LEAD_PUNCT = re.compile(r"^[^\w\s]*")
-_TRAIL_PUNCT = re.compile(r"[^\w\s]*$")
+# Anchored where the punctuation run starts, so a long run ("a!!!…!b") is not rescanned from each of its characters.
+_TRAIL_PUNCT = re.compile(r"(?<![^\w\s])[^\w\s]*$")
 
 # Very common English function words: never a learned term.
 STOPWORDS = frozenset(
@@ -130,6 +133,28 @@ def _similarity(a: str, b: str) -> float:
 
 def _has_content(text: str) -> bool:
     return _ALNUM.search(text) is not None
+
+
+# --- control characters -----------------------------------------------------------------------
+
+# Terminal escape sequences (CSI "\x1b[31m", OSC "\x1b]0;title\x07", others "\x1b(B"), in their
+# 7-bit and 8-bit forms: removed whole, so "\x1b[31mrunning" reads "running", not "31mrunning".
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
+    r"|\x1b[ -/]*[0-~]"
+)
+# Control characters that separate words: a space in their place.
+_SPACING_CONTROL = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]")
+# Any other control character (C0, DEL, C1), and lone surrogates (undecodable bytes read from a terminal).
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` as words only: terminal escape sequences and control characters removed, tabs and
+    line breaks made spaces. What a correction or a term holds is learned and shown as it reads."""
+    text = _ESCAPE_SEQUENCE.sub("", text)
+    return CONTROL_CHARACTER.sub("", _SPACING_CONTROL.sub(" ", text))
 
 
 # --- preambles --------------------------------------------------------------------------------
@@ -378,8 +403,11 @@ def parse_spoken_correction(spoken: str, hypothesis: str, attempt: str | None = 
     ``attempt``, the adapter's own reading when the term guard showed another, helps find the
     span (``_span_where``). ``known``: the words the user taught (the glossary), which a spelling
     one letter off stands for (``_join_spelling``). Raises CorrectionRejected when nothing is left
-    to learn from ("No.").
+    to learn from ("No."), or the text is over ``MAX_CORRECTION_CHARS``. Control characters are
+    removed first (``clean_text``).
     """
+    spoken = clean_text(spoken)
+    _require_length(spoken)
     text, wrong = _split_preamble(spoken, hypothesis)
     text, spelled_over = _join_spelling(text, known)
     text, more_wrong = _split_preamble(text, hypothesis)  # "it's spelled …" after joining
@@ -425,9 +453,10 @@ def typed_correction(text: str, hypothesis: str, attempt: str | None = None) -> 
     Typed text is taken as written: no lead-ins or spelling are interpreted. A short fragment
     ("Kubernetes") is merged into the most similar span of the hypothesis (or of ``attempt``), as
     for spoken corrections; anything else is the whole label. Raises CorrectionRejected when the text holds
-    no letters or digits.
+    no letters or digits, or more than ``MAX_CORRECTION_CHARS``. Control characters are removed first (``clean_text``).
     """
-    text = text.strip()
+    text = clean_text(text).strip()
+    _require_length(text)
     _require_content(text)
     return _merge_or_replace(text, hypothesis, None, attempt)
 
@@ -436,6 +465,15 @@ def _require_content(text: str) -> None:
     if not _has_content(text):
         raise CorrectionRejected(
             "The correction is empty: type or say the words that should have been heard."
+        )
+
+
+def _require_length(text: str, max_chars: int = MAX_CORRECTION_CHARS) -> None:
+    """Checked before anything reads the text: parsing and alignment grow faster than its length."""
+    if len(text) > max_chars:
+        raise CorrectionRejected(
+            f"The correction is {len(text)} characters long, over the limit of {max_chars}: "
+            "correct one utterance at a time."
         )
 
 
@@ -551,7 +589,7 @@ def _splice(hypothesis: str, span: tuple[int, int], fragment: str) -> str:
 
 
 def check_correction(
-    hypothesis: str, label: str, *, max_chars: int = 1000, min_similarity: float = 0.3
+    hypothesis: str, label: str, *, max_chars: int = MAX_CORRECTION_CHARS, min_similarity: float = 0.3
 ) -> None:
     """Raise CorrectionRejected, with the reason, when ``label`` does not correct ``hypothesis``.
 
@@ -569,15 +607,8 @@ def check_correction(
     unrelated sentence fails even when some letters line up. An empty hypothesis (nothing was
     heard) accepts any non-empty label.
     """
-    if not _has_content(label):
-        raise CorrectionRejected(
-            "The correction is empty: type or say the words that should have been heard."
-        )
-    if len(label) > max_chars:
-        raise CorrectionRejected(
-            f"The correction is {len(label)} characters long, over the limit of {max_chars}: "
-            "correct one utterance at a time."
-        )
+    _require_length(label, max_chars)
+    _require_content(label)
     if not _has_content(hypothesis):
         return
     similarity = word_similarity(hypothesis, label)
