@@ -33,7 +33,7 @@ from .cache import CacheEntry, InteractionCache
 from .capture import WindowCapture, decode_window, decode_with_base, encode
 from .config import Config, load_config
 from .corrections import check_correction, holds_spelling, learned_terms
-from .errors import CorrectionRejected, FfasrError
+from .errors import ConfigError, CorrectionRejected, FfasrError
 from .evaluate import written_terms
 from .guard import added_terms, guarded_text, misheard_as, word_logprobs
 from .lora import disabled_adapters
@@ -86,6 +86,9 @@ class ASRAgent:
         )
         self.device = resolve_device(self.config.device)
         self.rng = random.Random(seed)
+        language = self.config.decoding.language
+        if language not in whisper.tokenizer.LANGUAGES and language.lower() not in whisper.tokenizer.TO_LANGUAGE_CODE:
+            raise ConfigError(f"decoding.language {language[:40]!r} is not a language Whisper knows (en, de, fr, …; or English, German, …)")
         self.model = load_model(self.config.model, self.device)
         self.tokenizer = whisper.tokenizer.get_tokenizer(
             self.model.is_multilingual, num_languages=self.model.num_languages, language=self.config.decoding.language, task="transcribe"

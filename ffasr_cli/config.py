@@ -2,13 +2,17 @@
 
 The defaults live here, in the package, so an installed ``ffasr`` works from any folder. The
 top-level ``config.yaml`` of the repository spells the same defaults out for users to copy and
-edit; a test keeps the two equal.
+edit; a test keeps the two equal. Every number has its allowed range next to its default
+(``setting``): a value outside it, NaN or infinity is refused when the config is read, with one
+line, before anything is loaded or learned.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,33 +22,42 @@ from typing import Any
 from .errors import ConfigError
 
 MODES = ("logits", "encoder", "full")
+# The layers of a Whisper decoder block that can carry a LoRA (names inside ``model.decoder.blocks[i]``).
+LORA_TARGETS = tuple(f"{attn}.{part}" for attn in ("attn", "cross_attn") for part in ("query", "key", "value", "out")) + ("mlp.0", "mlp.2")
+MAX_CONFIG_BYTES = 1_000_000  # a config is a few hundred bytes; a bigger file is a mistake
+MAX_YAML_ALIASES = 100  # YAML aliases nest: a 600-byte file of them expands to gigabytes
+
+
+def setting(default: Any, low: float, high: float, *, above: bool = False) -> Any:
+    """A numeric config field whose values must lie in [low, high] (``above``: in (low, high])."""
+    return field(default=default, metadata={"range": (low, high, above)})
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
     mode: str = "encoder"  # what is cached and trained: logits | encoder | full
-    learning_rate: float = 6e-4  # AdamW; chosen on the tuning slices, checked against 8e-4 on all five (BENCHMARKS.md)
-    accumulation_steps: int = 4  # corrections per optimizer update
-    inner_steps: int = 3  # optimizer steps on each accumulated batch (from the cache)
-    max_cache_size: int = 100  # cached interactions kept in memory
+    learning_rate: float = setting(6e-4, 0, 1.0, above=True)  # AdamW; chosen on the tuning slices, checked against 8e-4 on all five (BENCHMARKS.md)
+    accumulation_steps: int = setting(4, 1, 1000)  # corrections per optimizer update
+    inner_steps: int = setting(3, 1, 100)  # optimizer steps on each accumulated batch (from the cache)
+    max_cache_size: int = setting(100, 1, 100_000)  # cached interactions kept in memory
     freeze_encoder: bool = True  # full mode only: train the encoder too when false
-    lora_rank: int = 32
-    lora_alpha: float = 32.0
+    lora_rank: int = setting(32, 1, 512)
+    lora_alpha: float = setting(32.0, 0, 10_000.0, above=True)
     # Not self-attention: with it, learning "Przemek" turned "Press star" into "Przor" on human
     # speech (+1.4 to +4.7 WER); without it, recall held at 100 % and that speech stayed within +0.2.
     # Not cross_attn.key/value: their projections of the cached audio are then computed once per
     # window (a cheaper update), and recall was higher without them.
     lora_targets: tuple[str, ...] = ("cross_attn.query", "cross_attn.out", "mlp.0", "mlp.2")
-    head_rank: int = 16  # logits mode: rank of the residual on the final hidden state
-    head_learning_rate: float = 3e-3  # logits mode: the head adapter needs ~10x the LoRA's rate
-    grad_clip: float = 1.0
-    weight_decay: float = 0.0
-    kl_weight: float = 0.0  # KL to the base model on positions the user did not correct
-    replay_size: int = 16  # earlier corrections kept for replay
-    replay_per_step: int = 8  # of them mixed into each update (more replay: less forgetting, fewer false insertions)
-    canary_size: int = 4  # accepted utterances checked before and after each update
-    canary_tolerance: float = 0.25  # roll back when their loss rises by more (nats/token)
-    min_similarity: float = 0.3  # refuse "corrections" further than this from the hypothesis
+    head_rank: int = setting(16, 1, 512)  # logits mode: rank of the residual on the final hidden state
+    head_learning_rate: float = setting(3e-3, 0, 1.0, above=True)  # logits mode: the head adapter needs ~10x the LoRA's rate
+    grad_clip: float = setting(1.0, 0, 1e6, above=True)
+    weight_decay: float = setting(0.0, 0, 1.0)
+    kl_weight: float = setting(0.0, 0, 100.0)  # KL to the base model on positions the user did not correct
+    replay_size: int = setting(16, 0, 10_000)  # earlier corrections kept for replay
+    replay_per_step: int = setting(8, 0, 10_000)  # of them mixed into each update (more replay: less forgetting, fewer false insertions)
+    canary_size: int = setting(4, 0, 1000)  # accepted utterances checked before and after each update
+    canary_tolerance: float = setting(0.25, 0, 100.0)  # roll back when their loss rises by more (nats/token)
+    min_similarity: float = setting(0.3, 0, 1.0)  # refuse "corrections" further than this from the hypothesis
     # An accepted transcript that holds a learned term is learned from (riding along with the
     # next batch of corrections), not kept as a canary: a term learned early otherwise got fewer
     # training sentences, since later ones came out right and were only accepted (tuning.md).
@@ -55,26 +68,27 @@ class TrainingConfig:
 @dataclass(frozen=True)
 class DecodingConfig:
     language: str = "en"
-    beam_size: int | None = None  # None: greedy
+    beam_size: int | None = setting(None, 1, 32)  # None: greedy
     glossary: bool = True  # a third reading: the base model prompted with the learned terms (BENCHMARKS.md)
-    glossary_max_terms: int = 24
-    no_speech_threshold: float = 0.6
+    glossary_max_terms: int = setting(24, 0, 200)
+    no_speech_threshold: float = setting(0.6, 0, 1.0)
     # The adapter's words stand only where they agree with the base model or write a learned term
     # (guard.py): once the adapter has been updated, each window is decoded as a batch of two
     # (with and without the adapter).
     term_guard: bool = True
     # ...and a learned term only if each of its tokens was picked with at least this log-probability
     # (greedy decoding; e^-1.25 = 0.29): whole terms written over sound-alikes were less sure (tuning.md).
-    term_min_logprob: float = -1.25
+    term_min_logprob: float = setting(-1.25, -100.0, 0)
     # ...and never over base-model words whose every token it picked with at least this
     # log-probability (e^-0.3 = 0.74): a sure base model heard a word it knows ("Seth", "Granny").
-    base_sure_logprob: float = -0.3
+    base_sure_logprob: float = setting(-0.3, -100.0, 0)
     # ...except over the very words a correction of the term replaced ("Valero" for Velero): the
     # user said those were the term, so the base model's sureness does not count there and the
-    # term needs only this log-probability (tuning.md, sixth session).
-    misheard_min_logprob: float = -2.0
-    compression_ratio_threshold: float = 2.4  # above: a repetition loop; that window is decoded again without the adapter
-    silence_dbfs: float = -50.0  # quieter than this everywhere: nothing was said
+    # term needs only this log-probability (tuning.md).
+    misheard_min_logprob: float = setting(-2.0, -100.0, 0)
+    compression_ratio_threshold: float = setting(2.4, 0, 100.0, above=True)  # above: a repetition loop; that window is decoded again without the adapter
+    silence_dbfs: float = setting(-50.0, -200.0, 0)  # quieter than this everywhere: nothing was said
+    max_audio_seconds: float = setting(3600.0, 0, 86_400.0, above=True)  # longer files are refused from their header, before decoding (audio.py)
 
 
 @dataclass(frozen=True)
@@ -85,21 +99,41 @@ class Config:
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
 
     def __post_init__(self):
+        for section in (self.training, self.decoding):
+            _check_ranges(section, "training" if section is self.training else "decoding")
         t = self.training
         if t.mode not in MODES:
-            raise ConfigError(f"training.mode must be one of {', '.join(MODES)}, got {t.mode!r}")
-        for name in ("learning_rate", "head_learning_rate", "lora_alpha", "grad_clip"):
-            if getattr(t, name) <= 0:
-                raise ConfigError(f"training.{name} must be > 0, got {getattr(t, name)}")
-        for name in ("accumulation_steps", "inner_steps", "max_cache_size", "lora_rank", "head_rank"):
-            if getattr(t, name) < 1:
-                raise ConfigError(f"training.{name} must be >= 1, got {getattr(t, name)}")
+            raise ConfigError(f"training.mode must be one of {', '.join(MODES)}, got {_shown(t.mode)}")
+        unknown = [name for name in t.lora_targets if name not in LORA_TARGETS]
+        if not t.lora_targets or unknown:
+            raise ConfigError(f"training.lora_targets must name one or more of {', '.join(LORA_TARGETS)}, got {_shown(list(t.lora_targets))}")
         if t.max_cache_size < t.accumulation_steps:
             raise ConfigError("training.max_cache_size must be >= training.accumulation_steps")
         if t.cache_dtype not in ("float16", "float32"):
-            raise ConfigError(f"training.cache_dtype must be float16 or float32, got {t.cache_dtype!r}")
+            raise ConfigError(f"training.cache_dtype must be float16 or float32, got {_shown(t.cache_dtype)}")
         if self.device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", str(self.device)):
-            raise ConfigError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+            raise ConfigError(f"device must be cpu, cuda or cuda:N, got {_shown(self.device)}")
+
+
+def _check_ranges(section: Any, prefix: str) -> None:
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if "range" not in f.metadata or value is None:
+            continue
+        low, high, above = f.metadata["range"]
+        inside = math.isfinite(value) and (low < value if above else low <= value) and value <= high
+        if not inside:
+            bounds = f"{'(' if above else '['}{low:g}, {high:g}]"
+            raise ConfigError(f"{prefix}.{f.name} must be in {bounds}, got {_shown(value)}")
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+
+
+def _shown(value: Any) -> str:
+    """``value`` for an error message, cut short: a config value can be huge."""
+    return _SHORT.repr(value)
 
 
 def _coerce(where: str, kind: Any, value: Any) -> Any:
@@ -111,7 +145,7 @@ def _coerce(where: str, kind: Any, value: Any) -> Any:
         return _coerce(where, next(a for a in args if a is not type(None)), value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where} must be a list of names, got {value!r}")
+            raise ConfigError(f"{where} must be a list of names, got {_shown(value)}")
         return tuple(value)
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -120,12 +154,12 @@ def _coerce(where: str, kind: Any, value: Any) -> Any:
     if kind is str and isinstance(value, str):
         return value
     names = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}
-    raise ConfigError(f"{where} must be {names.get(kind, kind)}, got {value!r}")
+    raise ConfigError(f"{where} must be {names.get(kind, kind)}, got {_shown(value)}")
 
 
 def _build(cls: type, values: dict, prefix: str) -> Any:
     if not isinstance(values, dict):
-        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {values!r}")
+        raise ConfigError(f"{prefix or 'config'} must be a mapping of keys to values, got {_shown(values)}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
@@ -174,21 +208,41 @@ def load_config(source: str | Path | dict | Config | None = None, **overrides: A
     elif source is None:
         values = {}
     else:
-        import yaml
-
-        path = Path(source)
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except OSError as error:
-            raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        values = _read_yaml(Path(source))
+    if not isinstance(values, dict):
+        raise ConfigError(f"config must be a mapping of keys to values, got {_shown(values)}")
     nested: dict = {}
     for key, value in overrides.items():
         if value is not None:
             section = _section_of(key)
             (nested.setdefault(section, {}) if section else nested)[key] = value
     return _build(Config, _merge(values, nested), "")
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML file at ``path``: size-capped, aliases bounded, and ``1e-5`` read as a number."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        aliases = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_YAML_ALIASES:
+                    raise ConfigError(f"config {path} uses more than {MAX_YAML_ALIASES} YAML aliases; write the values out")
+            return super().compose_node(parent, index)
+
+    # YAML 1.1 wants a dot in a float ("1.0e-5"); people write 1e-5, and YAML 1.2 reads it as a number.
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+0123456789."))
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config {path} is {path.stat().st_size:,} bytes, over the limit of {MAX_CONFIG_BYTES:,}: is it the right file?")
+        return yaml.load(path.read_text(), Loader=Loader) or {}
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as error:
+        raise ConfigError(f"config {path} is not valid YAML: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
 
 
 def to_yaml_dict(config: Config) -> dict:

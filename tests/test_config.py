@@ -121,3 +121,70 @@ def test_config_instance_and_dict_sources():
     assert load_config(base) == base
     assert load_config(base, accumulation_steps=8).training.accumulation_steps == 8
     assert load_config({"decoding": {"glossary": False}}).decoding == dataclasses.replace(DecodingConfig(), glossary=False)
+
+
+# Every value a careless or hostile config can hold gives one line naming the key: none is accepted
+# unchecked, none reaches the model as a traceback.
+@pytest.mark.parametrize("yaml_text, named", [
+    ("training:\n  lora_targets: []\n", "training.lora_targets"),
+    ("training:\n  lora_targets: [attn.nosuch]\n", "training.lora_targets"),
+    ("decoding:\n  beam_size: 0\n", "decoding.beam_size"),
+    ("decoding:\n  beam_size: -2\n", "decoding.beam_size"),
+    ("training:\n  canary_size: -1\n", "training.canary_size"),
+    ("training:\n  replay_per_step: -3\n", "training.replay_per_step"),
+    ("training:\n  learning_rate: .nan\n", "training.learning_rate"),
+    ("training:\n  learning_rate: .inf\n", "training.learning_rate"),
+    ("training:\n  learning_rate: 1.0e+9\n", "training.learning_rate"),
+    ("training:\n  canary_tolerance: .nan\n", "training.canary_tolerance"),
+    ("training:\n  min_similarity: 5\n", "training.min_similarity"),
+    ("training:\n  lora_rank: 100000\n", "training.lora_rank"),
+    ("decoding:\n  glossary_max_terms: -1\n", "decoding.glossary_max_terms"),
+    ("decoding:\n  term_min_logprob: 0.5\n", "decoding.term_min_logprob"),
+    ("decoding:\n  max_audio_seconds: 0\n", "decoding.max_audio_seconds"),
+    ("- training\n- decoding\n", "config must be a mapping"),
+    ("training: 3\n", "training. must be a mapping"),
+])  # fmt: skip
+def test_out_of_range_values_are_one_line(tmp_path, yaml_text, named):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    assert named in one_line_error(path)
+
+
+def test_every_numeric_setting_has_a_range_that_holds_its_default():
+    numeric = [(section, f) for section in (TrainingConfig(), DecodingConfig())
+               for f in dataclasses.fields(section) if f.type in ("int", "float", "int | None")]  # fmt: skip
+    assert len(numeric) >= 25
+    for section, f in numeric:
+        low, high, above = f.metadata["range"]
+        default = getattr(section, f.name)
+        assert default is None or (low < default if above else low <= default) and default <= high, f.name
+
+
+def test_numbers_in_exponent_form_are_numbers(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  learning_rate: 1e-5\n  head_learning_rate: 2E-3\n")
+    config = load_config(path)
+    assert config.training.learning_rate == 1e-5 and config.training.head_learning_rate == 2e-3
+
+
+def test_yaml_alias_bomb_and_huge_files_are_refused_at_once(tmp_path):
+    import time
+
+    bomb = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    for previous, name in zip("abcdefghijkl", "bcdefghijklm"):
+        bomb += f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]\n"
+    path = tmp_path / "bomb.yaml"
+    path.write_text(bomb + "training:\n  lora_targets: *m\n")
+    started = time.perf_counter()
+    assert "YAML aliases" in one_line_error(path)
+    assert time.perf_counter() - started < 2
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# " + "x" * 2_000_000 + "\n")
+    assert "over the limit" in one_line_error(huge)
+
+
+def test_a_language_whisper_does_not_know_is_one_line():
+    from ffasr_cli import ASRAgent
+
+    with pytest.raises(ConfigError, match="decoding.language 'klingon' is not a language Whisper knows"):
+        ASRAgent(config={"decoding": {"language": "klingon"}})
