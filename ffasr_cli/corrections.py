@@ -144,8 +144,8 @@ _ESCAPE_SEQUENCE = re.compile(
     r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
     r"|\x1b[ -/]*[0-~]"
 )
-# Control characters that separate words: a space in their place.
-_SPACING_CONTROL = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]")
+# Control characters that separate words ("\r\n", a tab): one space in their place.
+_SPACING_CONTROL = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]+")
 # Any other control character (C0, DEL, C1), and lone surrogates (undecodable bytes read from a terminal).
 CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 

@@ -11,8 +11,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ..config import Config, load_config
+from ..corrections import CONTROL_CHARACTER
 from ..errors import FfasrError
 from ..paths import default_state_dir
 
@@ -45,8 +47,23 @@ def state_dir(value: Path | None) -> Path:
     return value or default_state_dir()
 
 
+def printable(value: object) -> str:
+    """``str(value)`` as a terminal shows it: control characters written as escapes ("\\x1b"), never acted on."""
+    return CONTROL_CHARACTER.sub(lambda match: match.group().encode("unicode_escape").decode(), str(value))
+
+
+def shown(value: object) -> Text:
+    """User text (a term, a transcript, a path, an error) for rich output: shown as written, never read as markup."""
+    return Text(printable(value))
+
+
 def build_config(config: Path | None, model: str | None, mode: Mode | None, device: str | None, glossary: bool | None) -> Config:
     return load_config(config, model=model, mode=mode.value if mode else None, device=device, glossary=glossary)
+
+
+def print_error(message: object) -> None:
+    """The one ``ffasr: error:`` line on stderr."""
+    console.print(Text.assemble(("ffasr: error:", "red"), " ", shown(message)), soft_wrap=True)
 
 
 def reports_errors(command):
@@ -58,7 +75,7 @@ def reports_errors(command):
         try:
             return command(*args, **kwargs)
         except FfasrError as error:
-            console.print(f"[red]ffasr: error:[/red] {error}", highlight=False, soft_wrap=True)
+            print_error(error)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             console.print("ffasr: interrupted; everything learned and pending is saved", highlight=False)
@@ -67,11 +84,8 @@ def reports_errors(command):
             if type(error).__name__ != "OutOfMemoryError":
                 raise
             reason = str(error).splitlines()[0] if str(error) else "out of memory"
-            console.print(
-                f"[red]ffasr: error:[/red] the GPU ran out of memory ({reason[:120]}); what was learned is kept: "
-                "try a smaller --model or --device cpu",
-                highlight=False, soft_wrap=True,
-            )  # fmt: skip
+            print_error(f"the GPU ran out of memory ({reason[:120]}); what was learned is kept: "
+                        "try a smaller --model or --device cpu")
             raise typer.Exit(1) from None
 
     return wrapper

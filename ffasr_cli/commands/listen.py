@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from ..errors import FfasrError
 from .common import (
-    ConfigFile, Device, Glossary, ModeOption, ModelName, Profile, Seed, StateDir, Wait, build_config, console, reports_errors, state_dir,
+    ConfigFile, Device, Glossary, ModeOption, ModelName, Profile, Seed, StateDir, Wait, build_config, console, reports_errors,
+    shown, state_dir,
 )  # fmt: skip
 
 SPEAK = "!"  # the reply that records a spoken correction
@@ -195,7 +196,7 @@ class _Loop:
 
     def say(self, message: str, style: str | None = None) -> None:
         self.meter.clear()
-        console.print(message, style=style, highlight=False, soft_wrap=True, markup=False)
+        console.print(shown(message), style=style, soft_wrap=True)  # labels, terms and errors hold the user's text
 
     # -- recording
 
@@ -249,7 +250,7 @@ class _Loop:
                 continue
             self.heard += 1
             if self.interactive:
-                console.print(f"[bold]heard:[/bold] {escape(heard.text)}", highlight=False, soft_wrap=True)
+                console.print(Text.assemble(("heard:", "bold"), " ", shown(heard.text)), soft_wrap=True)
             else:
                 sys.stdout.write(heard.text + "\n")
                 sys.stdout.flush()

@@ -14,7 +14,7 @@ from ..config import load_config
 from ..errors import StateError
 from ..state import ProfileFiles
 from ..store import Store
-from .common import ConfigFile, Profile, StateDir, console, reports_errors, state_dir
+from .common import ConfigFile, Profile, StateDir, console, reports_errors, shown, state_dir
 
 
 def read_stats(state: Path, profile: str, config: Path | None) -> dict:
@@ -54,25 +54,28 @@ def stats(
         return
     out = Console()
     if not data.get("exists"):
-        out.print(f"profile {profile!r}: nothing learned yet in {data['state_dir']}", highlight=False)
+        out.print(shown(f"profile {profile!r}: nothing learned yet in {data['state_dir']}"))
         return
     pending, updates, interactions = data["pending_cache"], data["updates"], data["interactions"]
     model = f"{data['model']}, {data['mode']} mode" if data["model"] else "no session yet"  # `vocab add` came first
-    table = Table(title=f"ffasr — profile {profile} ({model})", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("state dir", data["state_dir"])
-    table.add_row("pending corrections", f"{pending['entries']}/{pending['accumulation_steps']} ({pending['bytes'] / 1e6:.2f} MB on disk)")
-    table.add_row("cache limit", f"{pending['max_cache_size']} interactions")
-    table.add_row("interactions", ", ".join(f"{k} {v}" for k, v in interactions["by_status"].items() if v) or "none")
-    table.add_row("updates", f"{updates['applied']} applied, {updates['rolled_back']} rolled back")
-    losses = ", ".join(f"{loss:.3f}" for loss in updates["last_losses"])
-    table.add_row("last losses", losses or "-")
     latest = data["checkpoints"]["latest"]
     saved = f"{data['checkpoints']['count']} saved, {data['checkpoints']['kept']} kept on disk"
-    table.add_row("checkpoints", saved + (f"; latest at step {latest['step']}: {latest['path']}" if latest else ""))
-    table.add_row("learned terms", ", ".join(data["terms"]["all"]) or "-")
-    table.add_row("store", f"{data['db_bytes'] / 1e3:.0f} kB")
+    rows = {
+        "state dir": data["state_dir"],
+        "pending corrections": f"{pending['entries']}/{pending['accumulation_steps']} ({pending['bytes'] / 1e6:.2f} MB on disk)",
+        "cache limit": f"{pending['max_cache_size']} interactions",
+        "interactions": ", ".join(f"{k} {v}" for k, v in interactions["by_status"].items() if v) or "none",
+        "updates": f"{updates['applied']} applied, {updates['rolled_back']} rolled back",
+        "last losses": ", ".join(f"{loss:.3f}" for loss in updates["last_losses"]) or "-",
+        "checkpoints": saved + (f"; latest at step {latest['step']}: {latest['path']}" if latest else ""),
+        "learned terms": ", ".join(data["terms"]["all"]) or "-",
+        "store": f"{data['db_bytes'] / 1e3:.0f} kB",
+    }
+    table = Table(title=shown(f"ffasr — profile {profile} ({model})"), show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in rows.items():
+        table.add_row(name, shown(value))  # paths, terms and names are the user's: never markup
     out.print(table)
     if len(data["profiles"]) > 1:
-        console.print(f"other profiles: {', '.join(p for p in data['profiles'] if p != profile)}", highlight=False)
+        console.print(shown(f"other profiles: {', '.join(p for p in data['profiles'] if p != profile)}"))

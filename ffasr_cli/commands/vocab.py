@@ -8,12 +8,23 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..corrections import clean_text
+from ..errors import FfasrError
 from ..store import Store
-from .common import Profile, StateDir, reports_errors, state_dir
+from .common import Profile, StateDir, Wait, reports_errors, shown, state_dir
 
 app = typer.Typer(help="Show and edit the learned vocabulary (passed to Whisper as its prompt).", no_args_is_help=True)
 
 Terms = Annotated[list[str], typer.Argument(help="Terms, e.g. Kubernetes Xochitl.", show_default=False)]
+
+
+def cleaned_terms(terms: list[str]) -> list[str]:
+    """The terms as words only (``clean_text``); FfasrError, before anything is written, for one with none."""
+    words = [clean_text(term).strip() for term in terms]
+    for term, word in zip(terms, words):
+        if not word:
+            raise FfasrError(f"the term {term!r} is empty once its control characters and spaces are removed")
+    return words
 
 
 @app.command("list")
@@ -24,15 +35,16 @@ def list_terms(state: StateDir = None, profile: Profile = "default") -> None:
         terms = store.terms(profile)
     table = Table("term", "count", "source")
     for term in terms:
-        table.add_row(term.term, str(term.count), term.source)
+        table.add_row(shown(term.term), str(term.count), term.source)
     Console().print(table)
 
 
 @app.command("add")
 @reports_errors
-def add(terms: Terms, state: StateDir = None, profile: Profile = "default") -> None:
+def add(terms: Terms, state: StateDir = None, profile: Profile = "default", wait: Wait = 0.0) -> None:
     """Add terms you want recognised (before ever correcting them)."""
-    with Store.open(state_dir(state)) as store:
+    terms = cleaned_terms(terms)
+    with Store.open(state_dir(state), lock_timeout=wait) as store:
         store.ensure_profile(profile)  # model and mode unknown until its first session
         store.add_terms(profile, terms, source="user")
     typer.echo(f"added: {', '.join(terms)}")
@@ -40,9 +52,10 @@ def add(terms: Terms, state: StateDir = None, profile: Profile = "default") -> N
 
 @app.command("remove")
 @reports_errors
-def remove(terms: Terms, state: StateDir = None, profile: Profile = "default") -> None:
+def remove(terms: Terms, state: StateDir = None, profile: Profile = "default", wait: Wait = 0.0) -> None:
     """Remove terms from the glossary; with the term guard on, the adapter stops writing them too."""
-    with Store.open(state_dir(state)) as store:
+    terms = cleaned_terms(terms)
+    with Store.open(state_dir(state), lock_timeout=wait) as store:
         missing = [t for t in terms if not store.remove_term(profile, t)]
     if missing:
         typer.echo(f"not in the vocabulary: {', '.join(missing)}", err=True)
