@@ -14,7 +14,9 @@ import typer
 from ..errors import FfasrError
 from ..paths import atomic_write_bytes
 from ..store import Store
-from .common import ConfigFile, Device, ModeOption, ModelName, Profile, StateDir, build_config, reports_errors, state_dir
+from .common import (
+    ConfigFile, Device, ModeOption, ModelName, Profile, StateDir, build_config, printable, reports_errors, state_dir,
+)  # fmt: skip
 
 
 def export_merged(root: Path, profile: str, settings, target: Path) -> int:
@@ -73,7 +75,7 @@ def export(
         raise FfasrError("nothing to export: give --merged FILE.pt and/or --dataset DIR")
     root = state_dir(state)
     if dataset:
-        typer.echo(f"dataset: {export_dataset(root, profile, dataset)} dialogs written to {dataset}")
+        typer.echo(f"dataset: {export_dataset(root, profile, dataset)} dialogs written to {printable(dataset)}")
     if merged:
         step = export_merged(root, profile, build_config(config, model, mode, device, None), merged)
-        typer.echo(f"merged model (adapter step {step}) written to {merged}")
+        typer.echo(f"merged model (adapter step {step}) written to {printable(merged)}")
