@@ -52,9 +52,9 @@ def printable(value: object) -> str:
     return CONTROL_CHARACTER.sub(lambda match: match.group().encode("unicode_escape").decode(), str(value))
 
 
-def shown(value: object) -> Text:
+def shown(value: object, style: str = "") -> Text:
     """User text (a term, a transcript, a path, an error) for rich output: shown as written, never read as markup."""
-    return Text(printable(value))
+    return Text(printable(value), style=style)
 
 
 def build_config(config: Path | None, model: str | None, mode: Mode | None, device: str | None, glossary: bool | None) -> Config:
