@@ -76,12 +76,11 @@ def _audio(row: dict, key: str, number: int, base: Path, required: bool) -> Path
     value = _text(row, key, number, required)
     if not isinstance(value, str):
         return value
+    from .audio import path_problem
+
     path = base / value
-    if path.is_dir():
-        return BadRow(number, f"{key} is a directory, not a file: {path}")
-    if not path.is_file():
-        return BadRow(number, f"{key} file not found: {path}")
-    return path
+    problem = path_problem(path, key)
+    return BadRow(number, problem) if problem else path
 
 
 def _read(path: Path, parse) -> Iterator:
