@@ -28,7 +28,7 @@ import whisper
 from whisper.decoding import DecodingOptions
 
 from .align import split_label
-from .audio import is_silent, load_audio, windows
+from .audio import is_silent, load_audio, read_windows
 from .cache import CacheEntry, InteractionCache
 from .capture import WindowCapture, decode_window, decode_with_base, encode
 from .config import Config, load_config
@@ -62,9 +62,17 @@ class UpdateResult:
     labels: tuple[tuple[str, str], ...]  # (hypothesis, label) of each correction used
     replayed: int
     seconds: float
-    rolled_back: bool
     canary_before: float | None
     canary_after: float | None
+    undone: str | None = None  # why the update was rolled back; None when it was applied
+
+    @property
+    def rolled_back(self) -> bool:
+        return self.undone is not None
+
+
+class NonFiniteLoss(ArithmeticError):
+    """A loss that is NaN or infinite: its gradient would write NaN into every weight."""
 
 
 class ASRAgent:
@@ -149,7 +157,8 @@ class ASRAgent:
         # A quiet 30 s window (all of a silent clip, or a pause in a long one) is skipped: Whisper
         # would only hallucinate there.
         silence = self.config.decoding.silence_dbfs
-        captures = (self._decode_window(w, options, keep, glossary) for w in windows(load_audio(audio)) if not is_silent(w, silence))
+        samples = read_windows(audio, max_seconds=self.config.decoding.max_audio_seconds)
+        captures = (self._decode_window(w, options, keep, glossary) for w in samples if not is_silent(w, silence))
         return tuple(c for c in captures if not self._no_speech(c))
 
     def _decode_window(self, samples: np.ndarray, options: DecodingOptions, keep: str | None, glossary: str | None) -> WindowCapture:
@@ -248,7 +257,7 @@ class ASRAgent:
         speak nef."): a reading without a spelling is checked against one without the prompt,
         and the spelling, the surest thing a user can say about a rare word, wins.
         """
-        samples = load_audio(audio)
+        samples = load_audio(audio, max_seconds=self.config.decoding.max_audio_seconds)
         prompt = " ".join(p for p in (self.glossary_prompt(), hypothesis) if p) or None
         in_context = self._read(samples, prompt)
         if prompt is None or holds_spelling(in_context):
@@ -303,6 +312,8 @@ class ASRAgent:
         if not examples:
             return []
         losses = self._losses(examples)
+        if not torch.isfinite(losses).all():  # checked before backward: .grad stays clean
+            raise NonFiniteLoss(f"a loss was not finite ({', '.join(f'{x:.3g}' for x in losses.tolist())})")
         (losses.sum() / self.config.training.accumulation_steps).backward()
         return losses.tolist()
 
@@ -322,7 +333,10 @@ class ASRAgent:
     def _accumulate(self, example: Example) -> None:
         if self.accumulated != len(self.pending):  # gradients were dropped (an interrupted update)
             self._recompute_gradients()
-        (example.loss,) = self._backward([example])
+        try:
+            (example.loss,) = self._backward([example])
+        except NonFiniteLoss as error:
+            raise CorrectionRejected(f"nothing was learned from this correction: {error}") from None
         self.taught_terms.update(example.terms)  # the term guard lets the adapter write these
         self.note_misheard(example.hypothesis, example.label, example.terms)
         self.pending.append(example)
@@ -375,7 +389,15 @@ class ASRAgent:
         return True
 
     def _update(self) -> UpdateResult:
-        """One update, all or nothing: an exception (Ctrl-C included) restores the weights."""
+        """One update, all or nothing: an exception (Ctrl-C included) restores the weights.
+
+        An update is undone, and recorded with the reason, when
+        - a loss or the gradient is not finite: one optimizer step with it writes NaN into every
+          weight, and a profile saved that way is lost for good;
+        - a weight is not finite after the step (a learning rate far too high);
+        - the canaries' loss (accepted transcripts) rose by more than ``canary_tolerance``, or is
+          not finite: the update made ordinary speech worse.
+        """
         t = self.config.training
         started = time.perf_counter()
         if self.accumulated != len(self.pending):
@@ -383,25 +405,19 @@ class ASRAgent:
         batch = list(self.pending)
         replayed = self.rng.sample(list(self.replay), min(t.replay_per_step, len(self.replay)))
         snapshot = self._snapshot()
+        canary_before = canary_after = None
         try:
             canary_before = self._canary_loss()
-            self._backward(replayed)  # earlier corrections, so that new ones do not push them out
-            for inner in range(t.inner_steps):
-                if inner > 0:  # the same batch again, from the cache
-                    for example in batch:
-                        self._backward([example])
-                    self._backward(replayed)
-                torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-            canary_after = self._canary_loss()
+            undone = self._train(batch, replayed)
+            if undone is None:
+                canary_after = self._canary_loss()
+                undone = self._canary_verdict(canary_before, canary_after)
         except BaseException:
             self._restore(snapshot)
             raise
         finally:
             self.mode.forget()
-        rolled_back = canary_before is not None and canary_after - canary_before > t.canary_tolerance
-        if rolled_back:
+        if undone is not None:
             self._restore(snapshot)
         else:
             self.steps += 1
@@ -415,10 +431,41 @@ class ASRAgent:
             labels=tuple((e.hypothesis, e.label) for e in batch),
             replayed=len(replayed),
             seconds=time.perf_counter() - started,
-            rolled_back=rolled_back,
             canary_before=canary_before,
             canary_after=canary_after,
+            undone=undone,
         )
+
+    def _train(self, batch: list[Example], replayed: list[Example]) -> str | None:
+        """The optimizer steps of one update; returns why it must be undone, or None."""
+        t = self.config.training
+        try:
+            self._backward(replayed)  # earlier corrections, so that new ones do not push them out
+            for inner in range(t.inner_steps):
+                if inner > 0:  # the same batch again, from the cache
+                    for example in batch:
+                        self._backward([example])
+                    self._backward(replayed)
+                norm = torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip)
+                if not torch.isfinite(norm):
+                    return f"the gradient was not finite (norm {norm.item():.3g})"
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                if not all(torch.isfinite(p).all() for p in self.params):
+                    return "a weight was not finite after the step (is training.learning_rate far too high?)"
+        except NonFiniteLoss as error:
+            return str(error)
+        return None
+
+    def _canary_verdict(self, before: float | None, after: float | None) -> str | None:
+        """Why the canaries say undo (their loss rose too much, or is not a number), or None."""
+        if before is None:
+            return None
+        if not (np.isfinite(before) and np.isfinite(after)):
+            return f"canary loss was not finite ({before:.3f} -> {after:.3f})"
+        if after - before > self.config.training.canary_tolerance:
+            return f"canary loss rose {before:.3f} -> {after:.3f}"
+        return None
 
     @torch.no_grad()
     def _canary_loss(self) -> float | None:

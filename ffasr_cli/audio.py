@@ -179,12 +179,6 @@ def load_audio(source: str | Path | np.ndarray, sample_rate: int = SAMPLE_RATE, 
     return np.concatenate(list(read_windows(source, sample_rate, max_seconds)))
 
 
-def windows(audio: np.ndarray) -> list[np.ndarray]:
-    """Consecutive Whisper windows of at most 30 s each."""
-    size = WINDOW_SECONDS * SAMPLE_RATE
-    return [audio[start : start + size] for start in range(0, len(audio), size)]
-
-
 def is_silent(audio: np.ndarray, threshold_dbfs: float = -50.0) -> bool:
     """True when the loudest 100 ms of the audio is below ``threshold_dbfs`` (nothing was said)."""
     frame = SAMPLE_RATE // 10

@@ -22,7 +22,7 @@ from .agent import ASRAgent, UpdateResult
 from .config import Config
 from .corrections import learned_terms
 from .errors import CorrectionRejected
-from .state import ProfileFiles
+from .state import UNREADABLE, Checkpoint, ProfileFiles, Unreadable
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -74,27 +74,69 @@ class Session:
     def _resume(self) -> None:
         agent, files = self.agent, self.files
         files.remove_temp_files()  # left by a process killed mid-write; we hold the lock
-        checkpoint = files.latest_checkpoint(agent.identity())
+        checkpoint, unreadable = files.latest_checkpoint(agent.identity())
+        if unreadable:
+            self._set_aside_checkpoints(checkpoint, unreadable)
         applied: list[str] = []
         if checkpoint is not None:
             agent.load_adapter_state(checkpoint.tensors, checkpoint.step)
             applied = json.loads(checkpoint.meta.get("applied", "[]"))
+            self._record_if_unrecorded(checkpoint, len(applied))
         # Corrections the newest checkpoint already holds (a crash before the store heard of it).
         self.store.set_status(applied, "applied")
         files.drop_pending(applied)
-        confirmed = {row.cache_id for row in self.store.pending(self.profile) if row.source == "accepted"}
-        for entry, label in files.pending(self.cache_identity, agent.device):
-            try:
-                agent.restore_pending(entry, label, confirms=entry.cache_id in confirmed)
-            except CorrectionRejected as error:  # the rules changed since: keep the row, drop the spill
-                log.warning("pending correction %s no longer accepted: %s", entry.cache_id, error)
-                self.store.set_status([entry.cache_id], "rejected")
-                files.drop_pending([entry.cache_id])
+        self._restore_pending()
         agent.taught_terms.update(t.term for t in self.store.terms(self.profile))  # for the term guard
         for done in self.store.interactions(self.profile):  # the words earlier corrections replaced, for the guard too
             if done.source != "accepted" and done.status != "rejected" and done.hypothesis and done.label:
                 agent.note_misheard(done.hypothesis, done.label, learned_terms(done.hypothesis, done.label))
         self.refresh_glossary()
+
+    def _set_aside_checkpoints(self, kept: Checkpoint | None, unreadable: list[Unreadable]) -> None:
+        """Move checkpoints that cannot be read out of the way, and tell the store what that undid.
+
+        They are never overwritten (the next update would reuse their step numbers) nor deleted.
+        The corrections applied after the checkpoint that is loaded are not in the adapter any
+        more: those whose spilled copy is still on disk go back to pending and are learned again;
+        the others are recorded as rolled back, with the reason.
+        """
+        kept_step, since = (kept.step, float(kept.meta.get("created_at", 0))) if kept else (0, 0.0)
+        for bad in unreadable:
+            moved = self.files.set_aside(bad.path)
+            log.warning("adapter checkpoint %s is unreadable (%s); moved to %s, going on from step %d", bad.path.name, bad.reason, moved, kept_step)
+        reason = f"checkpoint {unreadable[0].path.name} could not be read (moved to {unreadable[0].path.parent / UNREADABLE})"
+        lost = [row.cache_id for row in self.store.interactions(self.profile) if row.status == "applied" and row.created_at > since]
+        spilled = {path.stem for path in self.files.pending_paths()}
+        self.store.set_status([i for i in lost if i in spilled], "pending")
+        self.store.set_status([i for i in lost if i not in spilled], "rolled_back", reason)
+        self.store.forget_checkpoints_after(self.profile, kept_step)
+        self.store.record_update(self.profile, step=kept_step, loss=None, n_interactions=len(lost), status="rolled_back", reason=reason)
+
+    def _record_if_unrecorded(self, checkpoint: Checkpoint, corrections: int) -> None:
+        """A process stopped between saving a checkpoint and recording it: record the update now."""
+        if any(row.step == checkpoint.step for row in self.store.checkpoints(self.profile)):
+            return
+        self.store.record_checkpoint(self.profile, checkpoint.step, checkpoint.path)
+        self.store.record_update(self.profile, step=checkpoint.step, loss=None, n_interactions=corrections, status="applied",
+                                 reason="recorded at the next start: the process stopped before it could")  # fmt: skip
+
+    def _restore_pending(self) -> None:
+        """Accumulate the spilled corrections again; a row whose spill is unreadable or gone is rejected."""
+        agent, files = self.agent, self.files
+        confirmed = {row.cache_id for row in self.store.pending(self.profile) if row.source == "accepted"}
+        entries, unreadable = files.pending(self.cache_identity, agent.device)
+        for bad in unreadable:
+            log.warning("pending correction %s is unreadable (%s); moved to %s", bad.path.name, bad.reason, files.set_aside(bad.path))
+        for entry, label in entries:
+            try:
+                agent.restore_pending(entry, label, confirms=entry.cache_id in confirmed)
+            except CorrectionRejected as error:  # the rules changed since: keep the row, drop the spill
+                log.warning("pending correction %s no longer accepted: %s", entry.cache_id, error)
+                self.store.set_status([entry.cache_id], "rejected", str(error))
+                files.drop_pending([entry.cache_id])
+        spilled = {path.stem for path in files.pending_paths()}
+        gone = [row.cache_id for row in self.store.pending(self.profile) if row.cache_id not in spilled]
+        self.store.set_status(gone, "rejected", "its cached copy on disk was missing or unreadable: nothing was learned from it")
 
     def refresh_glossary(self) -> None:
         self.agent.glossary = self.store.glossary(self.profile)  # the prompt takes what it has room for
@@ -229,13 +271,12 @@ class Session:
         ids = list(update.corrections)
         if update.rolled_back:
             status = "rolled_back"
-            reason = f"canary loss rose {update.canary_before:.3f} -> {update.canary_after:.3f}"
         else:
-            status, reason = "applied", None
+            status = "applied"
             path = self.files.save_checkpoint(update.step, self.agent.adapter_state(), self.agent.identity(), ids)
             self.store.record_checkpoint(self.profile, update.step, path)
         self.store.record_update(
-            self.profile, step=update.step, loss=update.loss, n_interactions=len(ids), status=status, reason=reason,
+            self.profile, step=update.step, loss=update.loss, n_interactions=len(ids), status=status, reason=update.undone,
             duration_ms=1000 * update.seconds, canary_before=update.canary_before, canary_after=update.canary_after,
         )  # fmt: skip
         self.store.set_status(ids, status)

@@ -2,10 +2,13 @@
 
     <state_dir>/profiles/<profile>/checkpoints/step-000012.safetensors   (the last few kept)
     <state_dir>/profiles/<profile>/pending/<cache_id>.safetensors         (spilled corrections)
+    <state_dir>/profiles/<profile>/{checkpoints,pending}/unreadable/      (files set aside)
 
 Every file is written atomically (temp file, fsync, rename). A checkpoint names the corrections it
 applied, so a crash between saving it and updating the store never applies a correction twice.
-Only safetensors are read: no pickle from disk.
+Only safetensors are read: no pickle from disk. A file that cannot be read (damaged, or written by
+a newer ffasr) is moved into ``unreadable/``, never overwritten or deleted: it may be all that is
+left of what the user taught.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "ffasr-adapter/1"
 KEEP_CHECKPOINTS = 5
+UNREADABLE = "unreadable"
+_CHECKPOINT_NAME = re.compile(r"step-(\d{6})\.safetensors")  # other names ("step-000002 (copy)…") are not ours
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -42,6 +47,14 @@ class Checkpoint:
     path: Path
     tensors: dict[str, torch.Tensor]
     meta: dict
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A file of ours that could not be read, and why."""
+
+    path: Path
+    reason: str
 
 
 class ProfileFiles:
@@ -66,29 +79,34 @@ class ProfileFiles:
         return path
 
     def checkpoint_paths(self) -> list[Path]:
-        return sorted(self.checkpoints_dir.glob("step-*.safetensors"))
+        """The checkpoint files, oldest step first."""
+        return sorted(p for p in self.checkpoints_dir.glob("step-*.safetensors") if _CHECKPOINT_NAME.fullmatch(p.name))
+
+    def steps(self) -> list[int]:
+        return [checkpoint_step(p) for p in self.checkpoint_paths()]
 
     def read_checkpoint(self, path: Path) -> Checkpoint:
         from safetensors.torch import load as load_safetensors
 
         data = path.read_bytes()
-        tensors = load_safetensors(data)
         meta = _metadata(data)
         if meta.get("format") != FORMAT:
-            raise SafetensorError(f"not an ffasr adapter ({meta.get('format')!r})")
-        return Checkpoint(int(meta["step"]), path, tensors, meta)
+            raise SafetensorError(f"format {meta.get('format')!r}, not {FORMAT!r}: written by another version of ffasr?")
+        return Checkpoint(int(meta["step"]), path, load_safetensors(data), meta)
 
-    def latest_checkpoint(self, identity: dict) -> Checkpoint | None:
-        """The newest readable checkpoint; a corrupt one is skipped with a warning.
+    def latest_checkpoint(self, identity: dict) -> tuple[Checkpoint | None, list[Unreadable]]:
+        """The newest readable checkpoint, and the newer ones that could not be read (newest first).
 
-        A checkpoint made for another model or mode is refused: loading it would silently
-        change what the user's profile means.
+        A checkpoint made for another model or mode is refused: loading it would silently change
+        what the user's profile means. So is one whose weights are not finite: decoding with it
+        would write nothing useful, and learning on top of it cannot recover.
         """
+        unreadable = []
         for path in reversed(self.checkpoint_paths()):
             try:
                 checkpoint = self.read_checkpoint(path)
             except (SafetensorError, OSError, ValueError, KeyError) as error:
-                log.warning("adapter checkpoint %s is unreadable (%s); falling back to the previous one", path, error)
+                unreadable.append(Unreadable(path, str(error)))
                 continue
             theirs = json.loads(checkpoint.meta["identity"])
             if theirs != identity:
@@ -96,15 +114,30 @@ class ProfileFiles:
                     f"profile adapter {path} was trained for model {theirs.get('model')!r} with adapter {theirs.get('adapter')!r}, "
                     f"not {identity.get('model')!r} with {identity.get('adapter')!r}: use those settings, or another --profile"
                 )
-            return checkpoint
-        return None
+            if not all(t.isfinite().all() for t in checkpoint.tensors.values()):
+                raise StateError(
+                    f"profile adapter {path} holds weights that are not finite (NaN or infinite): "
+                    f"go back to the step before with `ffasr rollback --profile {self.root.name}`"
+                )
+            return checkpoint, unreadable
+        return None, unreadable
 
     def discard_checkpoints_after(self, step: int) -> list[Path]:
         """Roll back: delete checkpoints newer than ``step``; returns what was deleted."""
-        doomed = [p for p in self.checkpoint_paths() if int(p.stem.split("-")[1]) > step]
+        doomed = [p for p in self.checkpoint_paths() if checkpoint_step(p) > step]
         for path in doomed:
             path.unlink()
         return doomed
+
+    def set_aside(self, path: Path) -> Path:
+        """Move ``path`` into ``unreadable/`` beside it (call with the state dir locked); returns where it went."""
+        folder = path.parent / UNREADABLE
+        folder.mkdir(mode=0o700, exist_ok=True)
+        target, n = folder / path.name, 1
+        while target.exists():  # never overwrite what an earlier start set aside
+            target, n = folder / f"{path.stem}.{n}{path.suffix}", n + 1
+        path.rename(target)
+        return target
 
     # ---------------------------------------------------------------- pending corrections
 
@@ -121,14 +154,14 @@ class ProfileFiles:
         meta = {"format": FORMAT, "identity": json.dumps(identity, sort_keys=True), "label": label, "windows": json.dumps(windows)}
         _write(self.pending_dir / f"{entry.cache_id}.safetensors", save_safetensors(tensors, metadata=meta), "the correction", "it is not saved")
 
-    def pending(self, identity: dict, device: str) -> list[tuple[CacheEntry, str]]:
-        """Spilled corrections, oldest first, as cache entries with their labels."""
+    def pending(self, identity: dict, device: str) -> tuple[list[tuple[CacheEntry, str]], list[Unreadable]]:
+        """Spilled corrections, oldest first, as cache entries with their labels; and the unreadable ones."""
         from safetensors.torch import load as load_safetensors
 
         from .cache import CacheEntry
         from .capture import WindowCapture
 
-        found = []
+        found, unreadable = [], []
         for path in sorted(self.pending_paths(), key=lambda p: p.stat().st_mtime):
             try:
                 data = path.read_bytes()
@@ -143,11 +176,11 @@ class ProfileFiles:
                                   **{name: tensors.get(f"{i}.{name}") for name in ("hidden", "audio_features", "mel")})  # fmt: skip
                     for i, w in enumerate(json.loads(meta["windows"]))
                 )
-            except (SafetensorError, OSError, ValueError, KeyError) as error:
-                log.warning("pending correction %s is unreadable (%s); skipped", path.name, error)
+            except (SafetensorError, OSError, ValueError, KeyError, TypeError) as error:
+                unreadable.append(Unreadable(path, str(error)))
                 continue
             found.append((CacheEntry(path.stem, windows), meta["label"]))
-        return found
+        return found, unreadable
 
     def pending_paths(self) -> list[Path]:
         return list(self.pending_dir.glob("*.safetensors"))
@@ -162,6 +195,10 @@ class ProfileFiles:
     def drop_pending(self, cache_ids) -> None:
         for cache_id in cache_ids:
             (self.pending_dir / f"{cache_id}.safetensors").unlink(missing_ok=True)
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(_CHECKPOINT_NAME.fullmatch(path.name)[1])
 
 
 def _write(path: Path, data: bytes, what: str, consequence: str) -> None:

@@ -337,14 +337,14 @@ class Store:
             )
         return cursor.lastrowid
 
-    def set_status(self, cache_ids: list[str], status: str) -> int:
-        """Move these interactions to ``status`` together; returns how many rows changed."""
+    def set_status(self, cache_ids: list[str], status: str, reason: str | None = None) -> int:
+        """Move these interactions to ``status`` together (with why, if given); returns how many rows changed."""
         _check(status, STATUSES, "status")
         with self._write() as conn:
             before = conn.total_changes
             conn.executemany(
-                "UPDATE interactions SET status = ? WHERE cache_id = ?",
-                [(status, cache_id) for cache_id in cache_ids],
+                "UPDATE interactions SET status = ?, reason = coalesce(?, reason) WHERE cache_id = ?",
+                [(status, reason, cache_id) for cache_id in cache_ids],
             )
             return conn.total_changes - before
 

@@ -101,7 +101,7 @@ def bad_audio(tmp_path_factory) -> dict[str, Path]:
     "name, message",
     [
         ("missing", "audio file not found"),
-        ("directory", "audio path is a directory, not a file"),
+        ("directory", "audio is a directory, not a file"),
         ("zero", "audio file is empty (0 bytes)"),
         ("random", "Format not recognised"),
         ("empty", "holds no samples"),
@@ -397,7 +397,7 @@ def test_failed_checkpoint_write_keeps_the_previous_adapter(tmp_path, monkeypatc
     assert "the previous checkpoint is kept" in str(raised.value)
     assert files.checkpoint_paths() == [first] and first.read_bytes() == before
     assert list(tmp_path.rglob("*.tmp")) == [] and [p.name for p in files.checkpoints_dir.iterdir()] == [first.name]
-    assert files.latest_checkpoint({"model": "m"}).step == 1
+    assert files.latest_checkpoint({"model": "m"})[0].step == 1
 
 
 @pytest.fixture
@@ -452,25 +452,191 @@ def test_failed_save_during_an_update_loses_no_correction(fresh_session, monkeyp
     assert assert_nothing_lost(state)["pending"] == 0
 
 
-def test_corrupt_newest_adapter_falls_back_to_the_previous(fresh_session, caplog):
+# Corrections close to what each clip says, so that each is a correction (not the transcript accepted).
+FIXES = {
+    "kubernetes_deploy": "Deploy the new service to Kubernetes tomorrow.",
+    "kubernetes_cluster": "Our Kubernetes cluster ran out of memory today.",
+    "kubernetes_dashboard": "Please restart the Kubernetes dashboard after lunch.",
+    "weather": "The weather is fine today, let's go for a walk.",
+}
+
+
+def _teach(make, session, *names):
+    """Type the ``FIXES`` of ``names`` in ``session``; returns the last ``Taught``."""
+    for name in names:
+        taught = session.teach(make.heard(session, name), FIXES[name], "typed")
+        assert taught.rejected is None, taught.rejected
+    return taught
+
+
+def _newer_format(path: Path) -> None:
+    """Rewrite a checkpoint as a later ffasr might: same tensors, another format string."""
+    from safetensors.torch import load_file, save_file
+    from ffasr_cli.state import _metadata
+
+    meta = {**_metadata(path.read_bytes()), "format": "ffasr-adapter/2"}
+    save_file(load_file(path), path, metadata=meta)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "torn", "newer format"])
+def test_unreadable_checkpoint_is_set_aside_never_overwritten(fresh_session, caplog, damage):
     session = fresh_session()
-    files, identity = session.files, session.agent.identity()
-    good = files.save_checkpoint(1, session.agent.adapter_state(), identity, [])
-    newest = files.save_checkpoint(2, session.agent.adapter_state(), identity, [])
+    lost = list(_teach(fresh_session, session, *FIXES).update.corrections)  # two updates; the second one's
+    assert session.agent.steps == 2
+    files, state = session.files, session.store.state_dir
+    newest = files.checkpoint_paths()[-1]
+    session.close()
+    if damage == "garbage":
+        newest.write_bytes(np.random.default_rng(1).bytes(4096))
+    elif damage == "torn":
+        newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    else:
+        _newer_format(newest)
+    damaged = newest.read_bytes()
+
+    with caplog.at_level("WARNING"):
+        again = fresh_session(state)  # goes on from step 1
+    assert again.agent.steps == 1 and files.steps() == [1]
+    aside = files.checkpoints_dir / "unreadable" / newest.name
+    assert aside.read_bytes() == damaged and "is unreadable" in caplog.text and "going on from step 1" in caplog.text
+    rows = {row.cache_id: row for row in again.store.interactions("default")}
+    assert all(rows[i].status == "rolled_back" and "could not be read" in rows[i].reason for i in lost)
+    assert [c.step for c in again.store.checkpoints("default")] == [1]
+    taught = _teach(fresh_session, again, "kubernetes_deploy", "weather")  # two more corrections: a new step 2
+    assert taught.update is not None and not taught.update.rolled_back and files.steps() == [1, 2]
+    assert aside.read_bytes() == damaged  # what could not be read is never overwritten
+    again.close()
+    stats = json.loads(ffasr("stats", "--json", "--state-dir", state).stdout)
+    assert stats["updates"]["applied"] == 3 and stats["updates"]["rolled_back"] == 1
+
+
+def test_only_step_files_are_checkpoints(tmp_path):
+    files = ProfileFiles(tmp_path, "default")
+    for step in (1, 2):
+        files.save_checkpoint(step, _tensors(), {"model": "m"}, [])
+    for junk in ("step-000002 (copy).safetensors", "step-2.safetensors", "step-000009.safetensors.bak", "notes.txt"):
+        (files.checkpoints_dir / junk).write_text("not a checkpoint")
+    assert files.steps() == [1, 2]
+    for step in range(3, 3 + KEEP_CHECKPOINTS):  # junk never takes a kept slot
+        files.save_checkpoint(step, _tensors(), {"model": "m"}, [])
+    assert len(files.checkpoint_paths()) == KEEP_CHECKPOINTS and (files.checkpoints_dir / "notes.txt").exists()
+    with Store.open(tmp_path) as store:
+        store.ensure_profile("default", "tiny.en", "encoder")
+    result = ffasr("rollback", "--state-dir", tmp_path)
+    assert result.returncode == 0 and "rolled back to step 6" in result.stdout, result.stderr
+
+
+def test_unreadable_pending_correction_is_set_aside_and_rejected(fresh_session, caplog):
+    session = fresh_session()
+    heard = fresh_session.heard(session, "kubernetes_deploy")
+    session.teach(heard, FIXES["kubernetes_deploy"], "typed")
+    spill = session.files.pending_dir / f"{heard.cache_id}.safetensors"
     state = session.store.state_dir
     session.close()
-
-    newest.write_bytes(np.random.default_rng(1).bytes(4096))  # garbage over the newest
+    spill.write_bytes(b"\x00garbage" * 100)
     with caplog.at_level("WARNING"):
-        assert files.latest_checkpoint(identity).path == good
-    assert "is unreadable" in caplog.text and "falling back to the previous one" in caplog.text
+        again = fresh_session(state)
+    assert again.agent.pending == [] and "is unreadable" in caplog.text
+    assert (again.files.pending_dir / "unreadable" / spill.name).read_bytes() == b"\x00garbage" * 100
+    (row,) = again.store.interactions("default")
+    assert row.status == "rejected" and "missing or unreadable" in row.reason
+    assert again.store.pending("default") == []
 
-    half = good.read_bytes()
-    newest.write_bytes(half[: len(half) // 2])  # a torn copy (e.g. restored from a bad backup)
-    again = fresh_session(state)  # keeps running on step 1
+
+def test_update_saved_but_not_recorded_is_recorded_at_the_next_start(fresh_session):
+    session = fresh_session()
+    _teach(fresh_session, session, "kubernetes_deploy", "kubernetes_cluster")
+    assert session.agent.steps == 1
+    # as if the process had been killed right after writing the checkpoint, before the store heard of it
+    session.store.forget_checkpoints_after("default", 0)
+    with session.store._write() as conn:
+        conn.execute("DELETE FROM updates")
+    state = session.store.state_dir
+    session.close()
+    again = fresh_session(state)
     assert again.agent.steps == 1
-    taught = again.teach(fresh_session.heard(again, "weather"), "The weather is nice today, let us go for a walk.", "typed")
-    assert taught.rejected is None and taught.loss is not None
+    assert [(u.step, u.status) for u in again.store.updates("default")] == [(1, "applied")]
+    assert [c.step for c in again.store.checkpoints("default")] == [1]
+
+
+# --------------------------------------------------------------------------- non-finite learning
+
+
+def _poisoned(windows, value: float):
+    """Copies of cached windows whose encoder output is all ``value`` (an fp16 overflow gives inf)."""
+    import dataclasses
+
+    import torch
+
+    return tuple(dataclasses.replace(w, audio_features=torch.full_like(w.audio_features, value)) for w in windows)
+
+
+def _poison_example(example, value: float) -> None:
+    from ffasr_cli.modes import Target
+
+    example.targets = tuple(Target(window, t.tokens) for window, t in zip(_poisoned([t.window for t in example.targets], value), example.targets))
+
+
+@pytest.mark.parametrize("poison, reason", [
+    ("replayed loss", "a loss was not finite"),
+    ("weights after the step", "a weight was not finite after the step"),
+    ("canary loss", "canary loss was not finite"),
+])  # fmt: skip
+def test_non_finite_update_is_undone_and_recorded(fresh_session, poison, reason):
+    """Whatever makes an update non-finite rolls it back: weights, optimizer and store stay sane."""
+    import torch
+
+    session = fresh_session(canary_size=2)
+    agent = session.agent
+    session.teach(fresh_session.heard(session, "weather"), None, "accepted")  # a canary
+    first = _teach(fresh_session, session, "kubernetes_deploy", "kubernetes_cluster")
+    assert first.update is not None and not first.update.rolled_back  # step 1; its corrections are now in replay
+    before = {n: p.detach().clone() for n, p in agent.trainable.items()}
+    if poison == "replayed loss":
+        for example in agent.replay:
+            _poison_example(example, float("inf"))
+    elif poison == "weights after the step":  # optimizer moments gone bad: the step divides by sqrt(-1)
+        for moments in agent.optimizer.state.values():
+            moments["exp_avg_sq"].fill_(-1.0)
+    else:
+        _poison_example(agent.canaries[0], float("nan"))
+    update = _teach(fresh_session, session, "kubernetes_dashboard", "weather").update
+    assert update is not None and update.rolled_back, poison
+    assert all(torch.equal(p, before[n]) for n, p in agent.trainable.items()) and agent.steps == 1
+    assert session.store.updates("default")[-1].reason == update.undone and update.undone.startswith(reason)
+    assert session.files.steps() == [1]
+    state = session.store.state_dir
+    session.close()
+    stats = ffasr("stats", "--json", "--state-dir", state)
+    assert stats.returncode == 0 and json.loads(stats.stdout)["updates"]["rolled_back"] == 1, stats.stderr
+
+
+def test_correction_with_a_non_finite_loss_is_refused_and_teaches_nothing(fresh_session, captures):
+    session = fresh_session()
+    windows = _poisoned(captures.windows("encoder", "kubernetes_deploy"), float("nan"))
+    heard = fresh_session.heard(session, "kubernetes_deploy")
+    session.agent.cache.discard([heard.cache_id])
+    session.agent.cache.add(windows, cache_id=heard.cache_id)
+    taught = session.teach(heard, FIXES["kubernetes_deploy"], "typed")
+    assert taught.rejected is not None and "not finite" in taught.rejected
+    assert session.agent.pending == [] and session.agent.accumulated == 0
+    assert all(p.grad is None for p in session.agent.params)
+
+
+def test_profile_with_non_finite_weights_is_refused_with_the_way_back(tmp_path, silence_jsonl, captures):
+    import torch
+
+    state = tmp_path / "state"
+    agent = captures.agent("encoder")  # read only: its adapter (untrained) and identity
+    files = ProfileFiles(state, "default")
+    files.save_checkpoint(1, agent.adapter_state(), agent.identity(), [])
+    poisoned = {name: torch.full_like(t, float("nan")) for name, t in agent.adapter_state().items()}
+    files.save_checkpoint(2, poisoned, agent.identity(), [])
+    one_error_line(ffasr("replay", silence_jsonl, "--state-dir", state), "holds weights that are not finite", "ffasr rollback")
+    assert files.steps() == [1, 2]  # nothing was touched
+    assert ffasr("rollback", "--state-dir", state).returncode == 0
+    result = ffasr("replay", silence_jsonl, "--state-dir", state)
+    assert result.returncode == 0, result.stderr
 
 
 def test_ctrl_c_during_an_update_keeps_pending_on_disk(fresh_session, monkeypatch):

@@ -30,7 +30,7 @@ def export_merged(root: Path, profile: str, settings, target: Path) -> int:
     if settings.training.mode == "logits":
         raise FfasrError("a logits-mode head adapter cannot be merged into a plain Whisper checkpoint; train in encoder mode to export")
     agent = ASRAgent(config=settings)
-    checkpoint = ProfileFiles(root, profile).latest_checkpoint(agent.identity())
+    checkpoint, _ = ProfileFiles(root, profile).latest_checkpoint(agent.identity())  # the newest it can read
     if checkpoint is None:
         raise FfasrError(f"profile {profile!r} has no adapter checkpoint to export")
     agent.load_adapter_state(checkpoint.tensors, checkpoint.step)

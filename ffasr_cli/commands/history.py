@@ -23,7 +23,7 @@ def rollback(
     """Undo updates: go back to an earlier adapter checkpoint (0 = the base model)."""
     root = state_dir(state)
     files = ProfileFiles(root, profile)
-    steps = [int(p.stem.split("-")[1]) for p in files.checkpoint_paths()]
+    steps = files.steps()
     if not steps:
         raise FfasrError(f"profile {profile!r} has no checkpoints to roll back")
     target = to if to is not None else (steps[-2] if len(steps) > 1 else 0)
