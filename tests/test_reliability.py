@@ -557,6 +557,9 @@ def test_update_saved_but_not_recorded_is_recorded_at_the_next_start(fresh_sessi
     assert again.agent.steps == 1
     assert [(u.step, u.status) for u in again.store.updates("default")] == [(1, "applied")]
     assert [c.step for c in again.store.checkpoints("default")] == [1]
+    again.close()
+    table = ffasr("stats", "--state-dir", state)  # an update recorded at a restart has no loss to show
+    assert table.returncode == 0 and "1 applied, 0 rolled back" in table.stdout, table.stderr
 
 
 # --------------------------------------------------------------------------- non-finite learning

@@ -335,11 +335,7 @@ class _Loop:
         update = taught.update
         if update is not None:
             if update.rolled_back:
-                self.say(
-                    f"update rolled back ({update.seconds:.2f} s): "
-                    f"canary loss rose {update.canary_before:.3f} → {update.canary_after:.3f}",
-                    "yellow",
-                )
+                self.say(f"update rolled back ({update.seconds:.2f} s): {update.undone}", "yellow")
             else:
                 self.steps += 1
                 count = len(update.corrections)

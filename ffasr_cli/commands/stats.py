@@ -66,7 +66,7 @@ def stats(
         "cache limit": f"{pending['max_cache_size']} interactions",
         "interactions": ", ".join(f"{k} {v}" for k, v in interactions["by_status"].items() if v) or "none",
         "updates": f"{updates['applied']} applied, {updates['rolled_back']} rolled back",
-        "last losses": ", ".join(f"{loss:.3f}" for loss in updates["last_losses"]) or "-",
+        "last losses": ", ".join(f"{loss:.3f}" for loss in updates["last_losses"] if loss is not None) or "-",  # None: recorded at a restart
         "checkpoints": saved + (f"; latest at step {latest['step']}: {latest['path']}" if latest else ""),
         "learned terms": ", ".join(data["terms"]["all"]) or "-",
         "store": f"{data['db_bytes'] / 1e3:.0f} kB",
