@@ -17,6 +17,9 @@ from pathlib import Path
 
 from .errors import FfasrError
 
+MAX_LINE_BYTES = 1 << 20  # a row is a few hundred bytes; parsing a line of gigabytes would hold all of it
+UTF8_BOM = b"\xef\xbb\xbf"  # some Windows editors begin UTF-8 files with it
+
 
 @dataclass(frozen=True)
 class Dialog:
@@ -44,23 +47,64 @@ class BadRow:
         return f"line {self.line}: {self.reason}"
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict | BadRow]]:
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as error:
-        raise FfasrError(f"cannot read {path}: {error.strerror or error}") from None
-    for number, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
+class _BadLine(Exception):
+    """Why a line is not a row."""
+
+
+def _rows(path: Path, parse) -> Iterator:
+    """``parse(row, line number, base folder)`` for each line's JSON object; a bad line, for any reason, as a ``BadRow``.
+
+    Every way a line can fail ends here, so that one bad line never stops the lines after it.
+    """
+    base = Path(path).parent
+    for number, line in enumerate(_lines(path), start=1):
+        if number == 1 and line is not None:
+            line = line.removeprefix(UTF8_BOM)
+        if line is not None and not line.strip():
             continue
         try:
-            row = json.loads(line.decode("utf-8"))
-        except UnicodeDecodeError:
-            yield number, BadRow(number, "not UTF-8 text")
-            continue
-        except json.JSONDecodeError as error:
-            yield number, BadRow(number, f"not valid JSON ({error.msg})")
-            continue
-        yield number, row if isinstance(row, dict) else BadRow(number, "not a JSON object")
+            row = parse(_object(line), number, base)
+        except _BadLine as error:
+            row = BadRow(number, str(error))
+        except (OSError, ValueError) as error:  # a path the system will not look up: too long, or holding a NUL
+            row = BadRow(number, f"a path cannot be looked up ({getattr(error, 'strerror', None) or error})")
+        yield row
+
+
+def _lines(path: Path) -> Iterator[bytes | None]:
+    """The file's lines; ``None`` for one over ``MAX_LINE_BYTES``, read past in pieces and never held whole."""
+    try:
+        with open(path, "rb") as handle:
+            while line := handle.readline(MAX_LINE_BYTES + 1):
+                if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                    while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                        pass
+                    line = None
+                yield line
+    except OSError as error:
+        raise FfasrError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def _object(line: bytes | None) -> dict:
+    """The JSON object on ``line``; ``_BadLine`` saying why there is none."""
+    if line is None:
+        raise _BadLine(f"longer than {MAX_LINE_BYTES:,} bytes")
+    try:
+        row = json.loads(line.decode("utf-8"))
+        json.dumps(row, ensure_ascii=False).encode("utf-8")  # "\ud800" parses, but no file or tensor can hold it
+    except UnicodeDecodeError:
+        raise _BadLine("not UTF-8 text") from None
+    except UnicodeEncodeError:
+        raise _BadLine("text holds a lone surrogate") from None
+    except json.JSONDecodeError as error:
+        raise _BadLine(f"not valid JSON ({error.msg})") from None
+    except RecursionError:
+        raise _BadLine("JSON nested too deeply") from None
+    except ValueError:  # int() refuses more than 4,300 digits
+        raise _BadLine("a number with too many digits") from None
+    if not isinstance(row, dict):
+        raise _BadLine("not a JSON object")
+    return row
 
 
 def _text(row: dict, key: str, number: int, required: bool = False) -> str | None | BadRow:
@@ -81,13 +125,6 @@ def _audio(row: dict, key: str, number: int, base: Path, required: bool) -> Path
     path = base / value
     problem = path_problem(path, key)
     return BadRow(number, problem) if problem else path
-
-
-def _read(path: Path, parse) -> Iterator:
-    """``parse(row, line number, base folder)`` for each JSON object; bad lines as ``BadRow``."""
-    base = Path(path).parent
-    for number, row in _rows(path):
-        yield row if isinstance(row, BadRow) else parse(row, number, base)
 
 
 def _dialog(row: dict, number: int, base: Path) -> Dialog | BadRow:
@@ -112,8 +149,8 @@ def _eval_row(row: dict, number: int, base: Path) -> EvalRow | BadRow:
 
 
 def read_dialogs(path: Path) -> Iterator[Dialog | BadRow]:
-    return _read(path, _dialog)
+    return _rows(path, _dialog)
 
 
 def read_eval(path: Path) -> Iterator[EvalRow | BadRow]:
-    return _read(path, _eval_row)
+    return _rows(path, _eval_row)

@@ -1,6 +1,7 @@
 """Property tests: the readers of user files never fail but with a clear FfasrError.
 
-``read_dialogs`` / ``read_eval`` on arbitrary bytes yield rows or ``BadRow``s (never raise);
+``read_dialogs`` / ``read_eval`` on arbitrary bytes yield rows or ``BadRow``s (never raise), and
+each known way a line can fail (depth, size, encoding, a path the system refuses) has its row;
 ``load_audio`` on arbitrary bytes named ``.wav`` returns 16 kHz mono float32 or raises
 ``AudioError``. Correction parsing has its own property tests in test_corrections.py.
 """
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ffasr_cli.audio import load_audio
-from ffasr_cli.dialogs import BadRow, Dialog, EvalRow, read_dialogs, read_eval
+from ffasr_cli.dialogs import MAX_LINE_BYTES, UTF8_BOM, BadRow, Dialog, EvalRow, read_dialogs, read_eval
 from ffasr_cli.errors import AudioError, FfasrError
 
 fast = settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -78,6 +79,62 @@ def test_unreadable_jsonl_is_an_ffasr_error(tmp_path):
         for reader in (read_dialogs, read_eval):
             with pytest.raises(FfasrError, match="cannot read"):
                 list(reader(path))
+
+
+# Every way one line can fail: a row warning naming the line, and the next line is still read.
+CLIP_PATH = json.dumps(str(DATA / "weather.wav")).encode()
+GOOD = json.dumps({"audio": str(DATA / "weather.wav"), "correction": "The weather is nice today, let us go for a walk.",
+                   "reference": "The weather is nice today, let us go for a walk."}).encode()  # fmt: skip
+ROW = b'{"audio": ' + CLIP_PATH + b', "correction": '  # then a value and "}"
+BAD_LINES = [
+    pytest.param(ROW + b"[" * 200_000 + b"]" * 200_000 + b"}", "JSON nested too deeply", id="nested-200000-deep"),
+    pytest.param(ROW + b"9" * 5000 + b"}", "a number with too many digits", id="5000-digit-integer"),
+    pytest.param(ROW + b'"' + b"a" * MAX_LINE_BYTES + b'"}', "longer than 1,048,576 bytes", id="over-1-MiB"),
+    pytest.param(ROW + b'"caf\xe9"}', "not UTF-8 text", id="latin-1"),
+    pytest.param(ROW + b'"Kuber\\ud800netes"}', "text holds a lone surrogate", id="lone-surrogate"),
+    pytest.param(json.dumps({"audio": "x" * 5000}).encode(), "File name too long", id="5000-character-path"),
+    pytest.param(b'{"audio": "weather\\u0000.wav"}', "embedded null byte", id="nul-in-a-path"),
+]
+
+
+@pytest.mark.parametrize("line, reason", BAD_LINES)
+def test_a_bad_line_is_a_row_warning_and_the_next_is_read(tmp_path, line, reason):
+    path = tmp_path / "dialogs.jsonl"
+    path.write_bytes(line + b"\n" + GOOD + b"\n")
+    for reader, kind in ((read_dialogs, Dialog), (read_eval, EvalRow)):
+        bad, good = reader(path)
+        assert isinstance(bad, BadRow) and bad.line == 1 and reason in bad.reason, bad
+        assert str(bad).startswith("line 1: ") and "\n" not in str(bad)
+        assert isinstance(good, kind) and good.line == 2
+
+
+def test_a_bom_and_lines_at_the_size_cap_are_read(tmp_path):
+    path = tmp_path / "dialogs.jsonl"
+    at_cap = GOOD[:-1] + b" " * (MAX_LINE_BYTES - len(GOOD)) + b"}"  # JSON allows the spaces
+    path.write_bytes(UTF8_BOM + GOOD + b"\r\n" + at_cap + b"\n" + at_cap)  # Windows line ends; no newline at the end
+    assert [type(row) for row in read_dialogs(path)] == [Dialog, Dialog, Dialog]
+
+
+def test_replay_warns_of_each_bad_line_and_learns_the_good_ones(tmp_path):
+    """Through the CLI: every bad line is a warning naming it, and the rows around them are learned."""
+    from typer.testing import CliRunner
+
+    from ffasr_cli.cli import app
+    from ffasr_cli.store import Store
+
+    dialogs = tmp_path / "dialogs.jsonl"
+    dialogs.write_bytes(UTF8_BOM + GOOD + b"\n" + b"".join(bad.values[0] + b"\n" for bad in BAD_LINES))
+    state = tmp_path / "state"
+    result = CliRunner().invoke(app, ["replay", str(dialogs), "--state-dir", str(state), "--flush"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("ffasr: warning:")]
+    for number, bad in enumerate(BAD_LINES, start=2):
+        [warning] = [w for w in warnings if f": line {number}: " in w]
+        assert bad.values[1] in warning and warning.endswith("; skipped")
+    with Store.open(state, readonly=True) as store:
+        [learned] = store.interactions("default")
+        assert (learned.label, learned.status) == ("The weather is nice today, let us go for a walk.", "applied")
 
 
 def _wav_header(rate: int, channels: int, bits: int, n_bytes: int, fmt: int = 1) -> bytes:
