@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import stat
@@ -282,6 +283,107 @@ def test_newer_schema_is_refused(tmp_path):
         Store.open(tmp_path)
 
 
+# -- a damaged store ------------------------------------------------------------------------------
+
+WEATHER = ROOT / "tests" / "data" / "weather.wav"
+CORRUPT = r"the store {db} is corrupt \(.+\); move it aside to start afresh"  # the documented line, as a pattern
+
+
+def _used_store(state: Path) -> None:
+    """A store after some real use: a profile, a session, corrections, terms."""
+    with Store.open(state) as store:
+        store.ensure_profile("default", "tiny.en", "encoder")
+        session = store.start_session("default", "replay")
+        for n in range(40):
+            store.add_interaction(session, "default", cache_id=f"c{n}", audio=f"clips/{n}.wav", hypothesis="the cubes cluster",
+                                  label="the Kubernetes cluster", source="typed", status="applied")  # fmt: skip
+            store.add_terms("default", ["Kubernetes", f"term{n}"])
+        store.end_session(session)
+
+
+def _damage_the_middle(db: Path) -> bytes:
+    """Garbage over 3 pages in the middle of the file (a failing disk, a bad copy); returns the file as left."""
+    data = bytearray(db.read_bytes())
+    page = int.from_bytes(data[16:18], "big")  # the page size, from the header
+    first = len(data) // page // 2 - 1
+    data[first * page : (first + 3) * page] = random.Random(3).randbytes(3 * page)
+    db.write_bytes(data)
+    return bytes(data)
+
+
+def test_a_store_damaged_in_the_middle_is_refused_by_every_command(tmp_path):
+    """Reading or writing, every command refuses it with one line, and nothing writes into it."""
+    from typer.testing import CliRunner
+
+    from ffasr_cli.cli import app
+
+    state = tmp_path / "state"
+    _used_store(state)
+    checkpoints = state / "profiles" / "default" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for step in (1, 2):  # for rollback to have something to roll back
+        (checkpoints / f"step-{step:06d}.safetensors").write_bytes(b"adapter")
+    db = state / "ffasr.db"
+    damaged = _damage_the_middle(db)
+    dialogs = tmp_path / "dialogs.jsonl"
+    dialogs.write_text(json.dumps({"audio": str(WEATHER), "correction": "The weather is nice today."}) + "\n")
+    for command in (["stats"], ["vocab", "list"], ["vocab", "add", "Cilium"], ["rollback"], ["replay", str(dialogs)]):
+        result = CliRunner().invoke(app, [*command, "--state-dir", str(state)])
+        assert result.exit_code == 1, (command, result.output)
+        [line] = result.stderr.splitlines()
+        assert re.fullmatch(f"ffasr: error: {CORRUPT.format(db=re.escape(str(db)))}", line), line
+        assert db.read_bytes() == damaged, command
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-000001.safetensors", "step-000002.safetensors"]
+
+
+def test_a_damaged_store_is_left_as_it_is_even_with_a_wal_to_fold_in(tmp_path):
+    """A writer killed with commits still in the WAL, then damage: refusing the store does not checkpoint into it."""
+    _used_store(tmp_path)
+    holder = _child(HOLDER, tmp_path)
+    assert holder.stdout.readline().strip() == "ready"
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.communicate()
+    assert (tmp_path / "ffasr.db-wal").stat().st_size > 0
+    damaged = _damage_the_middle(tmp_path / "ffasr.db")
+    for readonly in (False, True):
+        with pytest.raises(StateError, match=CORRUPT.format(db=re.escape(str(tmp_path / "ffasr.db")))):
+            Store.open(tmp_path, readonly=readonly)
+    assert (tmp_path / "ffasr.db").read_bytes() == damaged
+
+
+def test_damage_found_after_the_open_is_the_same_one_line(tmp_path):
+    """A page that goes bad after the check at open (or that the check missed): the same line, for reads and writes."""
+    _used_store(tmp_path)
+    with Store.open(tmp_path, readonly=True) as reader, Store.open(tmp_path) as writer:
+        for store in (reader, writer):
+            store.conn.execute("PRAGMA cache_size = 1")  # read pages from the file, not from memory
+        _damage_the_middle(tmp_path / "ffasr.db")
+        corrupt = f"^{CORRUPT.format(db=re.escape(str(tmp_path / 'ffasr.db')))}$"
+        with pytest.raises(StateError, match=corrupt):
+            reader.stats("default")
+        with pytest.raises(StateError, match=corrupt):
+            writer.interactions("default")
+        with pytest.raises(StateError, match=corrupt):
+            writer.set_status([f"c{n}" for n in range(40)], "rolled_back")
+
+
+def test_the_check_at_open_is_cheap(tmp_path):
+    """A store of a heavy user (10,000 corrections, ~3 MB): the check adds ~10 ms to an open."""
+    hypothesis, label = "the cubes cluster ran out of memory again " * 2, "the Kubernetes cluster ran out of memory again " * 2
+    with Store.open(tmp_path) as store:
+        store.ensure_profile("me", "tiny.en", "lora")
+        with store._write() as conn:
+            conn.executemany(
+                "INSERT INTO interactions(profile, cache_id, audio, hypothesis, label, source, status, created_at)"
+                " VALUES ('me', ?, ?, ?, ?, 'typed', 'applied', 0)",
+                [(f"c{n}", f"/home/me/clips/{n}.wav", hypothesis, label) for n in range(10_000)],
+            )
+    assert (tmp_path / "ffasr.db").stat().st_size > 3_000_000
+    start = time.perf_counter()
+    Store.open(tmp_path, readonly=True).close()
+    assert time.perf_counter() - start < 0.5  # a shared, busy CPU can be many times slower than the ~10 ms
+
+
 # -- locking -------------------------------------------------------------------------------------
 
 HOLDER = """
@@ -405,11 +507,52 @@ def test_readonly_stats_are_fast(tmp_path):
     assert stats["pending"] == 50
 
 
+FULL_DISK = """
+import os, subprocess, sys
+from ffasr_cli.errors import StateError
+from ffasr_cli.store import Store
+disk = sys.argv[1]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", disk], check=True)
+Store.open(f"{disk}/used").close()  # used before the disk filled up: reopening needs room for its -shm file
+held = Store.open(f"{disk}/held")
+held.ensure_profile("me", "tiny.en", "lora")
+filler = os.open(f"{disk}/filler", os.O_WRONLY | os.O_CREAT)
+try:
+    while True:
+        os.write(filler, bytes(512))
+except OSError:
+    pass
+for name in ("used", "new"):
+    try:
+        Store.open(f"{disk}/{name}")
+    except StateError as error:
+        print(error)
+try:
+    held.add_terms("me", [f"term{n}" for n in range(1000)])
+except StateError as error:
+    print(error)
+"""
+
+
+def test_a_really_full_disk_says_so(tmp_path):
+    """A tmpfs filled to the last byte, in a mount namespace of its own (where the system allows one)."""
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no unprivileged mount namespace here; test_full_disk_is_a_state_error_and_rolls_back covers the store")
+    command = ["unshare", "-rm", sys.executable, "-c", FULL_DISK, tmp_path]
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"cannot write to the store {tmp_path}/used/ffasr.db (the disk is full)",
+        f"cannot write to the store {tmp_path}/new/ffasr.db (the disk is full)",
+        f"cannot write to the store {tmp_path}/held/ffasr.db (the disk is full)",
+    ]
+
+
 def test_full_disk_is_a_state_error_and_rolls_back(store):
     store.add_terms("me", ["before"])
     pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
-    store.conn.execute(f"PRAGMA max_page_count = {pages}")  # stands in for a full disk
-    with pytest.raises(StateError, match="full"):
+    store.conn.execute(f"PRAGMA max_page_count = {pages}")  # stands in for a full disk: SQLite's "database or disk is full"
+    with pytest.raises(StateError, match=rf"^cannot write to the store {re.escape(str(store.path))} \(the disk is full\)$"):
         store.add_terms("me", [f"term{n}-" + "x" * 200 for n in range(200)])
     assert [t.term for t in store.terms("me")] == ["before"]  # all of that write or none
     store.conn.execute("PRAGMA max_page_count = 1073741823")
