@@ -19,10 +19,33 @@ def default_state_dir() -> Path:
     return Path(os.getenv("FFASR_HOME") or platformdirs.user_data_dir("ffasr"))
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` and its missing parents, each readable by the user alone whatever the umask.
+
+    Transcripts and adapters live under these: ``Path.mkdir(parents=True)`` would make the parents
+    with the umask's mode (world-writable under umask 000).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        return
+    if not path.parent.exists():  # a parent that is a file fails below, as "not a directory"
+        make_private_dir(path.parent)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        if path.is_dir():  # made meanwhile by another process
+            return
+        raise
+    os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
+
+    A new file is readable by the user alone (``mkstemp`` makes it 0600), like the folders made for it.
+    """
+    path = Path(path)
+    make_private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -38,3 +61,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(directory)  # make the rename itself durable
     finally:
         os.close(directory)
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to a file the user named (a report); a new one is readable by the user alone.
+
+    Not atomic, so that a pipe or a device (``/dev/stdout``) works as well as a file.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)

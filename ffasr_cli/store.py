@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import StateError
+from .paths import make_private_dir
 
 DB_NAME = "ffasr.db"
 LOCK_NAME = "lock"
@@ -651,11 +652,8 @@ def _check_integrity(db: Path) -> None:
 
 def _make_private_dir(state_dir: Path) -> None:
     """Create ``state_dir`` readable by the user alone; StateError naming it if that fails."""
-    existed = state_dir.is_dir()
     try:
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not existed:
-            os.chmod(state_dir, 0o700)  # mkdir's mode is filtered by the umask
+        make_private_dir(state_dir)
     except FileExistsError as error:
         raise StateError(f"the state directory {state_dir} is a file; pass another --state-dir") from error
     except OSError as error:

@@ -384,6 +384,55 @@ def test_the_check_at_open_is_cheap(tmp_path):
     assert time.perf_counter() - start < 0.5  # a shared, busy CPU can be many times slower than the ~10 ms
 
 
+# -- files made under any umask, and reports that cannot be written --------------------------------
+
+FFASR = Path(sys.executable).parent / "ffasr"
+LEARNED = "The weather is nice today, let us go for a walk."
+
+
+@pytest.mark.slow
+def test_nothing_is_world_readable_under_umask_000(tmp_path):
+    """State dir, profiles/, checkpoints/, pending/, the store and the report: the user's alone, whatever the umask."""
+    config = tmp_path / "config.yaml"
+    config.write_text("training:\n  accumulation_steps: 1\n")  # one correction makes a checkpoint
+    dialogs = tmp_path / "dialogs.jsonl"
+    dialogs.write_text(json.dumps({"audio": str(WEATHER), "correction": LEARNED}) + "\n")
+    state, report = tmp_path / "new" / "state", tmp_path / "report.json"
+    result = subprocess.run(
+        [FFASR, "replay", dialogs, "--state-dir", state, "--config", config, "--output", report],
+        capture_output=True, text=True, env={**ENV, "OMP_NUM_THREADS": "1"}, timeout=300, preexec_fn=lambda: os.umask(0),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    made = [state.parent, state, *state.rglob("*"), report]
+    names = {str(p.relative_to(tmp_path)) for p in made}
+    assert {"new/state/profiles/default/checkpoints", "new/state/profiles/default/pending", "report.json"} <= names
+    assert any(p.suffix == ".safetensors" for p in made)
+    for path in made:
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_a_report_that_cannot_be_written_is_one_line_after_the_learning_is_saved(tmp_path):
+    from typer.testing import CliRunner
+
+    from ffasr_cli.cli import app
+
+    dialogs = tmp_path / "dialogs.jsonl"
+    dialogs.write_text(json.dumps({"audio": str(WEATHER), "correction": LEARNED}) + "\n")
+    state = tmp_path / "state"
+    result = CliRunner().invoke(app, ["replay", str(dialogs), "--state-dir", str(state), "--output", "/dev/full"])
+    assert result.exit_code == 1, result.output
+    assert [line for line in result.stderr.splitlines() if "error" in line] == [
+        "ffasr: error: cannot write the report to /dev/full (No space left on device)"
+    ]
+    with Store.open(state, readonly=True) as store:  # the correction is saved, and the session closed
+        [kept] = store.pending("default")
+        assert kept.label == LEARNED
+        assert store.conn.execute("SELECT ended_at FROM sessions").fetchone()[0] is not None
+    assert len(list(state.glob("profiles/default/pending/*.safetensors"))) == 1
+
+
 # -- locking -------------------------------------------------------------------------------------
 
 HOLDER = """

@@ -14,6 +14,7 @@ from rich.table import Table
 from ..corrections import normalize_words
 from ..dialogs import BadRow, Dialog, read_dialogs, read_eval
 from ..errors import CorrectionRejected, FfasrError, StateError
+from ..paths import write_private_file
 from .common import (
     ConfigFile, Device, Glossary, ModeOption, ModelName, Profile, Seed, StateDir, Wait, build_config, console, reports_errors, state_dir,
 )  # fmt: skip
@@ -110,8 +111,16 @@ def replay(
         session.close()
     _show(report)
     if output:
-        output.write_text(json.dumps(report, indent=2))
-        console.print(f"report written to {output}", highlight=False)
+        _write_report(output, report)
+
+
+def _write_report(path: Path, report: dict) -> None:
+    """Everything learned is saved by now: a report that cannot be written is one line, and only that."""
+    try:
+        write_private_file(path, json.dumps(report, indent=2).encode())
+    except OSError as error:
+        raise FfasrError(f"cannot write the report to {path} ({error.strerror or error})") from None
+    console.print(f"report written to {path}", highlight=False)
 
 
 def run_replay(session, rows: list[Dialog], eval_files: list[Path], *, flush: bool = False, curve: bool = False, strict: bool = False,
