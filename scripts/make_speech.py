@@ -10,8 +10,9 @@
 Everything is deterministic: fixed TTS seeds, fixed noise seeds, and the hand-written sentences in
 scripts/speech/ (speech/README.md).
 Clips that already exist are not rendered again (unless --force, or unless clips/manifest.json says
-they were rendered from another text or voice); JSONL files are always rewritten (they are cheap). At the end the base tiny.en model transcribes every clip and a table shows, per
-file, the clip count, WER and term recall (for soundalike.jsonl: how often the term wrongly appears).
+they were rendered from another text or voice); JSONL files are always rewritten (they are cheap).
+At the end the base tiny.en model transcribes every clip and a table shows, per file, the clip
+count, WER and term recall (for soundalike.jsonl: how often the term wrongly appears).
 
 Voices:
   * training clips: hibari "heart", speed 1.0, clean; and the same dialogs in espeak-ng en-us
@@ -220,7 +221,8 @@ def training_dialogs(split: str, terms: list[str], say, user_checks: bool = Fals
     def checked(sentence: str) -> dict:  # what the user types if it was heard wrong
         return {"correction": sentence} if user_checks else {}
 
-    accepted = [{"audio": say(f"accept_{split}_{i}", s), "reference": s} | checked(s) for i, s in enumerate(SLICES[split]["accepted"])]
+    accepted = [{"audio": say(f"accept_{split}_{i}", s), "reference": s} | checked(s)
+                for i, s in enumerate(SLICES[split]["accepted"])]
     spoken = []
     for i, said in enumerate(SLICES[split]["spoken"]):
         term, s, fix = said["term"], said["sentence"], said["correction"]
