@@ -377,7 +377,7 @@ def cache_sizes(agents, samples, max_cache_size: int) -> tuple[dict, dict]:
             "max_cache_size": max_cache_size,
             "dtype": agent.config.training.cache_dtype,
         }
-        sizes["raw_logits_fp32"] = {  # the seed's [B, T, V] fp32 logits, T = decoded positions
+        sizes["raw_logits_fp32"] = {  # the original write-up's [B, T, V] fp32 logits, T = decoded positions
             "per_interaction": statistics.mean(p * n_vocab * 4 for p in positions),
             "full_cache": statistics.mean(p * n_vocab * 4 for p in positions) * max_cache_size,
             "positions": positions,

@@ -42,7 +42,7 @@ ROWS = {
     "encoder+glossary": ({"mode": "encoder"}, True, True),
     "full": ({"mode": "full"}, True, False),
     "full+glossary": ({"mode": "full"}, True, True),
-    # the previous default's LoRA targets: self-attention too (see BENCHMARKS.md, "Press star" -> "Przor")
+    # LoRA on self-attention too, the targets before cb733c0 ("Press star" -> "Przor": docs/decisions.md, training.lora_targets)
     "encoder +self-attn": ({"mode": "encoder", "lora_targets": ["attn.query", "attn.key", "attn.value", "attn.out", "cross_attn.query", "cross_attn.out", "mlp.0", "mlp.2"]}, True, False),
     # guard ablations (encoder, weights alone)
     "encoder kl=0.5": ({"mode": "encoder", "kl_weight": 0.5}, True, False),
@@ -57,6 +57,7 @@ ROWS = {
     "plain base": ({"model": "base"}, False, False),
     "encoder base": ({"mode": "encoder", "model": "base"}, True, False),
     "encoder+glossary base": ({"mode": "encoder", "model": "base"}, True, True),
+    # the original write-up's settings: lr 1e-5, one optimizer step per batch
     "seed: lr 1e-5 x1 step": ({"mode": "encoder", "learning_rate": 1e-5, "inner_steps": 1}, True, False),
 }
 
@@ -73,15 +74,16 @@ SLICE_ROWS = {  # rows run on each slice by default
     "dev3": MAIN_ROWS,
     "dev4": MAIN_ROWS,
     "dev5": MAIN_ROWS,
-    # never used for tuning (held-out 4: twelfth session, held-out 5: seventeenth); also trained in espeak-ng, the voice of their espeak test sentences
+    # never used for tuning; also trained in espeak-ng, the voice of their espeak test sentences
     "heldout": HELDOUT_ROWS,
     "heldout2": HELDOUT_ROWS,
     "heldout3": HELDOUT_ROWS,
     "heldout4": HELDOUT_ROWS,
-    "heldout5": HELDOUT_ROWS,  # seventeenth session: 14 terms, sentences written before its first run
+    "heldout5": HELDOUT_ROWS,
 }
 DEFAULT_ROW = "encoder+glossary"  # the shipped config
-SEEDED_ROWS = (DEFAULT_ROW, "encoder")  # the two rows the targets name, trained with --seeds seeds (one run moves by a sentence or more with the seed)
+# the two rows the targets name, trained with --seeds seeds: one run moves by a sentence or more with its seed
+SEEDED_ROWS = (DEFAULT_ROW, "encoder")
 
 
 def split_row(name: str) -> tuple[str, str]:
