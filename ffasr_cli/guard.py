@@ -1,43 +1,36 @@
 """The term guard: the adapter may change a transcript only by writing a term it was taught.
 
 An adapter trained on a few corrections learns their rare words, and with them a pull towards
-their sounds: on sentences that never held a term it sometimes rewrites an ordinary word at the
-same place ("Press star" → "Przor", "She finished" → "Cucumber finished", measured in
-benchmarks/results/tuning.md). So each window is decoded twice, with the adapter and without it
-(same encoder output, same options), and the two transcripts are aligned word by word: where
-they differ, the adapted words are kept only if they write a learned term; everywhere else the
-base model's words stand. The base model never got worse by learning, so that is the safe answer.
+their sounds: on sentences that never held a term it rewrites ordinary words ("Press star" →
+"Przor"). So each window is also decoded without the adapter (same encoder output, same options),
+and the two transcripts are aligned word by word: where they differ, the adapted words are kept
+only if they write a learned term; everywhere else the base model's words stand, since learning
+never changed the base model.
 
 A learned term written, whole, where a sound-alike was said ("Seth is fixing" → "Ceph is
-fixing", "Granny baked" → "Gráinne baked") is a harder case: the adapter writes a word it was
-taught. Two confidences decide it, one of each model (benchmarks/results/tuning.md):
+fixing") is a harder case, and two confidences decide it, one of each model:
 
-- the adapter's: each token of the term must have been picked with log-probability at least
-  ``min_logprob`` (−1.25). Whole terms the adapter wrote over sound-alikes were often unsure.
+- the adapter's: each token of the term was picked with log-probability at least
+  ``min_logprob`` (``decoding.term_min_logprob``): terms written over sound-alikes were often
+  unsure;
 - the base model's: a term never replaces base words whose every token the base model picked
-  with at least ``base_sure_logprob`` (−0.3, p ≥ 0.74). A rare name is what the base model does
-  not know, so what it writes for one is a guess ("T-Boe", "Speak N'F", "Granya": −0.7 to −2.3);
-  a sound-alike is a word it knows, heard clearly ("Seth" −0.07, "Granny" −0.15, "Eva" −0.23).
-  Where the two readings have as many words, each adapted word is checked against its own base
-  word; otherwise against the whole stretch they differ in ("Yana Check" → "Janáček"), which a
-  term may stand for only if it is short (``MAX_TERM_WORDS`` words a term, one for any other).
+  with at least ``base_sure_logprob`` (``decoding.base_sure_logprob``). A rare name is what the
+  base model does not know, so what it writes for one is a guess ("T-Boe"); a sound-alike is a
+  word it knows, heard clearly ("Seth"). Where the two readings have as many words, each adapted
+  word is checked against its own base word; otherwise against the whole stretch they differ in
+  ("Yana Check" → "Janáček"), which a term may stand for only if it is short (``MAX_TERM_WORDS``
+  words a term, one for any other).
 
-One piece of evidence outranks both: what the user corrected. Where the base model wrote the
-very words a correction of the term replaced (``misheard_as``: "Valero" in "Valero backs up…"
-corrected to "Velero"), the user has said those words were the term. There the base model's
-sureness does not count ("Valero" is a brand it knows well, −0.16), and the term needs only
-``misheard_min_logprob`` (−2). A sound-alike the user never corrected ("Seth", "Eva") keeps both
-tests. Across three training seeds of five tuning slices this gave 11 more of 279 test sentences
-and no insertion (tuning.md, sixth session).
+What the user corrected outranks both: over the very words a correction of the term replaced
+(``misheard_as``: "Valero" corrected to "Velero"), the base model's sureness does not count, and
+the term needs only ``misheard_min_logprob`` (``decoding.misheard_min_logprob``). A sound-alike
+the user never corrected keeps both tests. Letters the user spelled ("N-G-O-C-I") are never
+replaced by a term: they say the word more surely than any reading of them.
 
-Letters the user spelled ("N-G-O-C-I") are never replaced by a term: they say the word more
-surely than any reading of them, and may spell a new name close to a taught one. An adapter that
-had learned Ngozi read a spelled correction "No, I said gozi. N-G-O-C-I." as "…Ngozi. Ngozi."
-(−1.44 and −1.48), and the correction no longer held the spelling it needed (tuning.md,
-twenty-second session).
-
-Both decodes share the encoder's output: in full mode with ``freeze_encoder: false`` the "base"
-decode therefore runs the trained encoder, and only the decoder's adapter is switched off.
+docs/guard.md states these rules for users, and docs/decisions.md gives the measurements behind
+each threshold. Both decodes share the encoder's output: in full mode with ``freeze_encoder:
+false`` the "base" decode therefore runs the trained encoder, and only the decoder's adapter is
+switched off.
 """
 
 from __future__ import annotations

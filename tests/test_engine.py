@@ -28,7 +28,7 @@ def tokens_text(agent, tokens) -> str:
     return agent.tokenizer.decode(list(tokens[:-1])).strip()
 
 
-# --- the seed's example, as written -------------------------------------------------------------
+# --- the original write-up's example, as written ------------------------------------------------
 
 
 def test_seed_example_as_written(captures):
