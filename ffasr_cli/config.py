@@ -36,17 +36,16 @@ def setting(default: Any, low: float, high: float, *, above: bool = False) -> An
 @dataclass(frozen=True)
 class TrainingConfig:
     mode: str = "encoder"  # what is cached and trained: logits | encoder | full
-    learning_rate: float = setting(6e-4, 0, 1.0, above=True)  # AdamW; chosen on the tuning slices, checked against 8e-4 on all five (BENCHMARKS.md)
+    learning_rate: float = setting(6e-4, 0, 1.0, above=True)  # AdamW (docs/decisions.md)
     accumulation_steps: int = setting(4, 1, 1000)  # corrections per optimizer update
     inner_steps: int = setting(3, 1, 100)  # optimizer steps on each accumulated batch (from the cache)
     max_cache_size: int = setting(100, 1, 100_000)  # cached interactions kept in memory
     freeze_encoder: bool = True  # full mode only: train the encoder too when false
     lora_rank: int = setting(32, 1, 512)
     lora_alpha: float = setting(32.0, 0, 10_000.0, above=True)
-    # Not self-attention: with it, learning "Przemek" turned "Press star" into "Przor" on human
-    # speech (+1.4 to +4.7 WER); without it, recall held at 100 % and that speech stayed within +0.2.
-    # Not cross_attn.key/value: their projections of the cached audio are then computed once per
-    # window (a cheaper update), and recall was higher without them.
+    # Not self-attention: it wrote learned names over ordinary words ("Press star" -> "Przor" on human
+    # speech). Not cross_attn.key/value: their projections of the cached audio are then computed once
+    # per window, a cheaper update (docs/decisions.md).
     lora_targets: tuple[str, ...] = ("cross_attn.query", "cross_attn.out", "mlp.0", "mlp.2")
     head_rank: int = setting(16, 1, 512)  # logits mode: rank of the residual on the final hidden state
     head_learning_rate: float = setting(3e-3, 0, 1.0, above=True)  # logits mode: the head adapter needs ~10x the LoRA's rate
@@ -60,7 +59,7 @@ class TrainingConfig:
     min_similarity: float = setting(0.3, 0, 1.0)  # refuse "corrections" further than this from the hypothesis
     # An accepted transcript that holds a learned term is learned from (riding along with the
     # next batch of corrections), not kept as a canary: a term learned early otherwise got fewer
-    # training sentences, since later ones came out right and were only accepted (tuning.md).
+    # training sentences, since later ones came out right and were only accepted (docs/decisions.md).
     learn_confirmed: bool = True
     cache_dtype: str = "float16"  # float16 halves the cache; float32 for exactness tests
 
@@ -69,22 +68,22 @@ class TrainingConfig:
 class DecodingConfig:
     language: str = "en"
     beam_size: int | None = setting(None, 1, 32)  # None: greedy
-    glossary: bool = True  # a third reading: the base model prompted with the learned terms (BENCHMARKS.md)
+    glossary: bool = True  # a third reading: the base model prompted with the learned terms (docs/guard.md)
     glossary_max_terms: int = setting(24, 0, 200)
     no_speech_threshold: float = setting(0.6, 0, 1.0)
     # The adapter's words stand only where they agree with the base model or write a learned term
     # (guard.py): once the adapter has been updated, each window is decoded as a batch of two
     # (with and without the adapter).
     term_guard: bool = True
-    # ...and a learned term only if each of its tokens was picked with at least this log-probability
-    # (greedy decoding; e^-1.25 = 0.29): whole terms written over sound-alikes were less sure (tuning.md).
+    # ...and a learned term only if each of its tokens was picked with at least this log-probability:
+    # whole terms written over sound-alikes were less sure (docs/decisions.md).
     term_min_logprob: float = setting(-1.25, -100.0, 0)
     # ...and never over base-model words whose every token it picked with at least this
-    # log-probability (e^-0.3 = 0.74): a sure base model heard a word it knows ("Seth", "Granny").
+    # log-probability: a sure base model heard a word it knows ("Seth", "Granny").
     base_sure_logprob: float = setting(-0.3, -100.0, 0)
     # ...except over the very words a correction of the term replaced ("Valero" for Velero): the
     # user said those were the term, so the base model's sureness does not count there and the
-    # term needs only this log-probability (tuning.md).
+    # term needs only this log-probability (docs/decisions.md).
     misheard_min_logprob: float = setting(-2.0, -100.0, 0)
     compression_ratio_threshold: float = setting(2.4, 0, 100.0, above=True)  # above: a repetition loop; that window is decoded again without the adapter
     silence_dbfs: float = setting(-50.0, -200.0, 0)  # quieter than this everywhere: nothing was said

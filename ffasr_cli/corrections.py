@@ -1,8 +1,9 @@
 """Turn what the user typed or said into a label for what was heard, and find what was learned.
 
-Everything here is text: no torch, no whisper, stdlib only, so that ``ffasr stats`` and the
-feedback prompt stay fast. The words "hypothesis" (what the model heard) and "label" (what should
-have been heard) are used throughout.
+Everything here is text, with no torch, so that ``ffasr stats`` and the feedback prompt stay
+fast; only ``learned_terms`` loads whisper's text normalizer (``evaluate.normalize``), and only
+when a label differs from what was heard. The words "hypothesis" (what the model heard) and
+"label" (what should have been heard) are used throughout.
 """
 
 from __future__ import annotations

