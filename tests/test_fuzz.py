@@ -94,6 +94,8 @@ BAD_LINES = [
     pytest.param(ROW + b'"Kuber\\ud800netes"}', "text holds a lone surrogate", id="lone-surrogate"),
     pytest.param(json.dumps({"audio": "x" * 5000}).encode(), "File name too long", id="5000-character-path"),
     pytest.param(b'{"audio": "weather\\u0000.wav"}', "embedded null byte", id="nul-in-a-path"),
+    pytest.param(b'{"audio": "[/x].wav"}', "[/x].wav", id="markup-in-a-path"),  # printed as written, not read as rich markup
+    pytest.param(b'{"audio": "\\u001b[31mred.wav"}', "[31mred.wav", id="escape-in-a-path"),  # printed as "\x1b[31m"
 ]
 
 
@@ -127,7 +129,7 @@ def test_replay_warns_of_each_bad_line_and_learns_the_good_ones(tmp_path):
     state = tmp_path / "state"
     result = CliRunner().invoke(app, ["replay", str(dialogs), "--state-dir", str(state), "--flush"])
     assert result.exit_code == 0, result.output
-    assert "Traceback" not in result.output
+    assert "Traceback" not in result.output and "\x1b" not in result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("ffasr: warning:")]
     for number, bad in enumerate(BAD_LINES, start=2):
         [warning] = [w for w in warnings if f": line {number}: " in w]

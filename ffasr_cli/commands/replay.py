@@ -16,7 +16,8 @@ from ..dialogs import BadRow, Dialog, read_dialogs, read_eval
 from ..errors import CorrectionRejected, FfasrError, StateError
 from ..paths import write_private_file
 from .common import (
-    ConfigFile, Device, Glossary, ModeOption, ModelName, Profile, Seed, StateDir, Wait, build_config, console, reports_errors, state_dir,
+    ConfigFile, Device, Glossary, ModeOption, ModelName, Profile, Seed, StateDir, Wait, build_config, console, reports_errors,
+    shown, state_dir,
 )  # fmt: skip
 
 
@@ -96,7 +97,7 @@ def replay(
         if isinstance(row, BadRow):
             if strict:
                 raise FfasrError(f"{dialogs}: {row}")
-            console.print(f"ffasr: warning: {dialogs}: {row}; skipped", highlight=False, soft_wrap=True)
+            _skipped(dialogs, row)
     rows = [row for row in rows if isinstance(row, Dialog)]
     settings = build_config(config, model, mode, device, glossary)
 
@@ -120,7 +121,12 @@ def _write_report(path: Path, report: dict) -> None:
         write_private_file(path, json.dumps(report, indent=2).encode())
     except OSError as error:
         raise FfasrError(f"cannot write the report to {path} ({error.strerror or error})") from None
-    console.print(f"report written to {path}", highlight=False)
+    console.print(shown(f"report written to {path}"))
+
+
+def _skipped(source: Path, what: object) -> None:
+    """The one-line warning for a row or clip the replay skips and goes on; it holds the user's paths and text."""
+    console.print(shown(f"ffasr: warning: {source}: {what}; skipped"), soft_wrap=True)
 
 
 def run_replay(session, rows: list[Dialog], eval_files: list[Path], *, flush: bool = False, curve: bool = False, strict: bool = False,
@@ -152,7 +158,7 @@ def _replay_one(session, dialog, report, eval_files, curve, progress, dialogs, s
     except FfasrError as error:  # a bad clip: skip it like a bad row
         if strict:
             raise FfasrError(f"{dialogs}: line {dialog.line}: {error}") from None
-        console.print(f"ffasr: warning: {dialogs}: line {dialog.line}: {error}; skipped", highlight=False, soft_wrap=True)
+        _skipped(dialogs, f"line {dialog.line}: {error}")
         return {"line": dialog.line, "audio": str(dialog.audio), "error": str(error)}
     if taught.update and curve:
         point = {"update": taught.update.step, "rolled_back": taught.update.rolled_back, "after_dialog": len(report["dialogs"]) + 1}
@@ -199,21 +205,21 @@ def _show(report: dict) -> None:
         table.add_column(column, overflow="fold")
     for d in report["dialogs"]:
         if "error" in d:
-            table.add_row(str(d["line"]), f"[red]{d['error']}[/red]", "", "", "")
+            table.add_row(str(d["line"]), shown(d["error"], "red"), "", "", "")
             continue
-        label = f"[yellow]refused: {d['rejected']}[/yellow]" if d["rejected"] else ("(accepted)" if d["source"] == "accepted" else d["label"])
+        label = "(accepted)" if d["source"] == "accepted" else d["label"]
+        label = shown(f"refused: {d['rejected']}", "yellow") if d["rejected"] else shown(label)
         update = "rolled back" if d["rolled_back"] else (f"step, {d['update_seconds']:.2f} s" if d["stepped"] else "")
-        table.add_row(str(d["line"]), d["hypothesis"], label, "" if d["loss"] is None else f"{d['loss']:.3f}", update)
+        table.add_row(str(d["line"]), shown(d["hypothesis"]), label, "" if d["loss"] is None else f"{d['loss']:.3f}", update)
     console.print(table)
     s = report["summary"]
-    console.print(
+    console.print(shown(  # the model may be a path of the user's
         f"{s['dialogs']} dialogs, {s['corrections']} corrections ({s['rejected']} refused, {s['skipped']} skipped), "
         f"{s['confirmed']} accepted with a learned term (learned from), "
         f"{s['steps']} updates ({s['rolled_back']} rolled back), {s['pending']}/{s['accumulation_steps']} pending, "
         f"mean update {s['mean_update_seconds']} s" + (f", dialog WER {s['dialog_wer']:.1f} %" if s["dialog_wer"] is not None else "")
-        + f" ({s['model']} on {s['device']})",
-        highlight=False,
-    )
+        + f" ({s['model']} on {s['device']})"
+    ))
     if report["eval"]:
         table = Table(title="evaluation (before → after)")
         for column in ("file", "WER %", "term recall %", "false insertions"):
@@ -226,5 +232,5 @@ def _show(report: dict) -> None:
                 return "" if b is None else f"{b} → {a}"
 
             inserted = "" if before.get("false_insertions") is None else f"{before['false_insertions']}/{before['forbidden']} → {after.get('false_insertions')}/{after.get('forbidden')}"
-            table.add_row(name, pair("wer"), pair("term_recall"), inserted)
+            table.add_row(shown(name), pair("wer"), pair("term_recall"), inserted)
         console.print(table)
