@@ -673,7 +673,27 @@ def _closest(word: str, candidates: list[str]) -> float:
 # --- what was learned -------------------------------------------------------------------------
 
 
-def learned_terms(hypothesis: str, label: str) -> list[str]:
+def is_common_word(word: str, tokenizer, sentence_initial: bool = False) -> bool:
+    """Whether ``word`` is everyday English, never a glossary term: a lowercase word of letters that
+    ``tokenizer`` (Whisper's) encodes, with its leading space, as one token ("build", "ask").
+
+    A name is capitalized, so "Build" is not common; but the capital that begins a sentence is no
+    name's ("Ask Xochitl…"): with ``sentence_initial``, a capitalized word counts as its lowercase form.
+    """
+    if sentence_initial and word[:1].isupper() and word[1:].islower():
+        word = word.lower()
+    return word.isalpha() and word.islower() and len(tokenizer.encode(" " + word)) == 1
+
+
+_SENTENCE_END = re.compile(r"(?:^|[.!?…][\"'”’)\]]*)\s*[\"'“‘(\[]*$")
+
+
+def _begins_sentence(text: str, start: int) -> bool:
+    """Whether the word at ``start`` begins a sentence: nothing but quotes before it, or a full stop, "!" or "?"."""
+    return _SENTENCE_END.search(text, 0, start) is not None
+
+
+def learned_terms(hypothesis: str, label: str, tokenizer=None) -> list[str]:
     """The words of the label that the model got wrong: what the glossary should remember.
 
     A term is a word of the label whose normalized form (``normalize_words``) is not among the
@@ -681,15 +701,20 @@ def learned_terms(hypothesis: str, label: str) -> list[str]:
     lowercase inflection of a word that was heard ("fixed" for "fix": grammar, not vocabulary;
     "Memcached" for "Memcache" stays a term) are never terms; nor is a word the label only spells
     differently from what was heard ("standup" for "stand-up", "twenty dollars" for "$20": see
-    ``_respellings``). Terms keep the label's spelling ("PostgreSQL"), come in the label's order,
-    and appear once each. A label equal to the hypothesis teaches no terms.
+    ``_respellings``); nor, given Whisper's ``tokenizer``, an everyday word (``is_common_word``,
+    "Ask" at the start of a sentence included): the glossary is for names and rare words. Terms keep
+    the label's spelling ("PostgreSQL"), come in the label's order, and appear once each. A label
+    equal to the hypothesis teaches no terms.
     """
     heard = set(normalize_words(hypothesis))
-    words = _WORD.findall(label)
+    matches = list(_WORD.finditer(label))
+    words = [m.group() for m in matches]
     candidates, seen = [], set()
     for index, word in enumerate(words):
         key = _normal(word)
         if key in heard or key in seen or key in STOPWORDS or not any(c.isalpha() for c in word):
+            continue
+        if tokenizer is not None and is_common_word(word, tokenizer, _begins_sentence(label, matches[index].start())):
             continue
         if word[:1].islower() and _inflects(key, heard):
             continue
