@@ -33,7 +33,7 @@ def export_merged(root: Path, profile: str, settings, target: Path) -> int:
     checkpoint, _ = ProfileFiles(root, profile).latest_checkpoint(agent.identity())  # the newest it can read
     if checkpoint is None:
         raise FfasrError(f"profile {profile!r} has no adapter checkpoint to export")
-    agent.load_adapter_state(checkpoint.tensors, checkpoint.step)
+    agent.learner.load_adapter_state(checkpoint.adapter, checkpoint.step)
     merge_into_base(agent.model)
     state = {name: tensor.half() for name, tensor in agent.model.state_dict().items() if name != "alignment_heads"}
     buffer = io.BytesIO()
@@ -42,12 +42,36 @@ def export_merged(root: Path, profile: str, settings, target: Path) -> int:
     return checkpoint.step
 
 
-def export_dataset(root: Path, profile: str, target: Path) -> int:
-    """The profile's corrected dialogs in the Hugging Face "audiofolder" layout (audio + metadata.csv)."""
+TAUGHT = ("applied", "pending", "accepted")  # what a dataset holds: learned from, or accepted as heard
+
+
+def _why_left_out(audio: str | None) -> str | None:
+    """Why a taught utterance cannot be in the dataset, or None when its audio is on disk."""
+    if not audio or audio.startswith("microphone:"):
+        return "recorded without --save-audio"
+    if audio == "<array>":
+        return "taught from audio in memory (no file)"
+    if not Path(audio).is_file():
+        return "audio file no longer on disk"
+    return None
+
+
+def export_dataset(root: Path, profile: str, target: Path) -> tuple[int, dict[str, int]]:
+    """The profile's taught dialogs in the Hugging Face "audiofolder" layout (audio + metadata.csv).
+
+    Returns how many were written, and how many could not be, by reason.
+    """
     with Store.open(root, readonly=True) as store:
-        rows = [r for r in store.interactions(profile) if r.status in ("applied", "pending", "accepted") and r.audio and Path(r.audio).is_file()]
+        taught = [r for r in store.interactions(profile) if r.status in TAUGHT]
+    rows, left_out = [], {}
+    for row in taught:
+        if reason := _why_left_out(row.audio):
+            left_out[reason] = left_out.get(reason, 0) + 1
+        else:
+            rows.append(row)
     if not rows:
-        raise FfasrError(f"profile {profile!r} has no corrected dialogs with audio on disk (record with --save-audio)")
+        note = _left_out_note(left_out)
+        raise FfasrError(f"profile {profile!r} has no taught dialogs with audio on disk{note} (record with --save-audio)")
     (target / "data").mkdir(parents=True, exist_ok=True)
     with open(target / "metadata.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -56,7 +80,15 @@ def export_dataset(root: Path, profile: str, target: Path) -> int:
             name = f"data/{index:05d}{Path(row.audio).suffix}"
             shutil.copyfile(row.audio, target / name)
             writer.writerow([name, row.label, row.hypothesis, row.source])
-    return len(rows)
+    return len(rows), left_out
+
+
+def _left_out_note(left_out: dict[str, int]) -> str:
+    """"; 3 not included: 2 recorded without --save-audio, 1 audio file no longer on disk" (empty when none were)."""
+    if not left_out:
+        return ""
+    reasons = ", ".join(f"{count} {reason}" for reason, count in left_out.items()) if len(left_out) > 1 else next(iter(left_out))
+    return f"; {sum(left_out.values())} not included: {reasons}"
 
 
 @reports_errors
@@ -75,7 +107,8 @@ def export(
         raise FfasrError("nothing to export: give --merged FILE.pt and/or --dataset DIR")
     root = state_dir(state)
     if dataset:
-        typer.echo(f"dataset: {export_dataset(root, profile, dataset)} dialogs written to {printable(dataset)}")
+        written, left_out = export_dataset(root, profile, dataset)
+        typer.echo(f"dataset: {written} dialogs written to {printable(dataset)}{_left_out_note(left_out)}")
     if merged:
         step = export_merged(root, profile, build_config(config, model, mode, device, None), merged)
         typer.echo(f"merged model (adapter step {step}) written to {printable(merged)}")
