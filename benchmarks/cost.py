@@ -292,8 +292,8 @@ def memory(model: str, device: str | None, threads: int, n: int, with_step: bool
 
 
 def reset_pending(agent) -> None:
-    agent.pending, agent.accumulated = [], 0
-    agent.optimizer.zero_grad(set_to_none=True)
+    agent.learner.pending, agent.learner.accumulated = [], 0
+    agent.learner.optimizer.zero_grad(set_to_none=True)
 
 
 def decoding(agents, plain, samples, rounds: int) -> dict:
@@ -312,11 +312,11 @@ def decoding(agents, plain, samples, rounds: int) -> dict:
     def guarded(x, glossary=()):
         # as after an update: the guard decodes a batch of two (with and without the adapter), and
         # with a glossary once more, prompted (what the adapter learned does not change the cost)
-        enc.steps, enc.glossary = 1, list(glossary)
+        enc.learner.steps, enc.reader.glossary = 1, list(glossary)
         try:
             return enc.infer(x, cache_logits=False)
         finally:
-            enc.steps, enc.glossary = 0, []
+            enc.learner.steps, enc.reader.glossary = 0, []
 
     def with_glossary(x):
         return guarded(x, GLOSSARY)
@@ -427,6 +427,13 @@ def update_cost(agents, ids, rounds: int, warmup: int = 2) -> dict:
     return out
 
 
+def _save_learner(files, agent, ids) -> None:
+    """What a session saves after an update: the examples the learner names, then its checkpoint."""
+    state = agent.learner.state_dict()
+    files.save_examples(state["examples"], agent.identity())
+    files.save_checkpoint(state, agent.identity(), list(ids))
+
+
 def _files(tmp: str):
     """The session's own writers (adapter checkpoint, spilled correction), when the engine has them."""
     try:
@@ -434,13 +441,13 @@ def _files(tmp: str):
 
         files = ProfileFiles(Path(tmp), "bench")
         return (
-            lambda agent, ids: files.save_checkpoint(agent.steps, agent.adapter_state(), agent.identity(), list(ids)),
+            lambda agent, ids: _save_learner(files, agent, ids),
             lambda agent, entry, label: files.spill(entry, label, agent.identity()),
         )
     except ImportError:  # older engine: a plain safetensors file of the adapter
         from safetensors.torch import save_file
 
-        return (lambda agent, ids: save_file(agent.adapter_state(), os.path.join(tmp, "adapter.safetensors")), None)
+        return (lambda agent, ids: save_file(agent.learner.adapter_state(), os.path.join(tmp, "adapter.safetensors")), None)
 
 
 def steps(agents, ids, canary_ids, n: int, timed: int) -> dict:
@@ -493,7 +500,7 @@ def steps(agents, ids, canary_ids, n: int, timed: int) -> dict:
             "spill_seconds": median(v["spill"]),
             "rolled_back": v["rolled_back"],
             "replayed": v["replayed"],
-            "canaries": len(agents[mode].canaries),
+            "canaries": len(agents[mode].learner.canaries),
             "steps_timed": len(v["step"]),
         }
     return summary
@@ -508,7 +515,7 @@ def profile_encoder(agent, ids, reps: int, path: Path) -> dict:
 
     labels = [label for _, label in CLIPS]
     entries = [agent.cache.get(cid) for cid in ids]
-    targets = [agent.example(e, label).targets[0] for e, label in zip(entries, labels)]
+    targets = [agent.learner.example(e, label).targets[0] for e, label in zip(entries, labels)]
     mode, model = agent.mode, agent.model
 
     def engine(target):
@@ -520,7 +527,7 @@ def profile_encoder(agent, ids, reps: int, path: Path) -> dict:
         for _ in range(reps):
             for target in targets:
                 engine(target)
-    agent.optimizer.zero_grad(set_to_none=True)
+    agent.learner.optimizer.zero_grad(set_to_none=True)
     table = prof.key_averages(group_by_input_shape=True).table(
         sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=34, max_shapes_column_width=70
     )

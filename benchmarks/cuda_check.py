@@ -49,7 +49,7 @@ def make_agent(variant: str, gpu: str) -> ASRAgent:
 
 
 def gradients(agent: ASRAgent) -> torch.Tensor:
-    return torch.cat([p.grad.detach().float().cpu().ravel() for p in agent.trainable.values() if p.grad is not None])
+    return torch.cat([p.grad.detach().float().cpu().ravel() for p in agent.learner.trainable.values() if p.grad is not None])
 
 
 def on(device: str, windows) -> tuple:
@@ -104,7 +104,7 @@ def learning(agents: dict[str, ASRAgent]) -> dict:
             "rolled_back": agent.last_update.rolled_back,
             "loss": agent.last_update.loss,
             "read_after": {wav: agent.infer(DATA / wav, cache_logits=False) for wav in [w for w, _ in CLIPS] + list(CANARY_CLIPS)},
-            "adapter": agent.adapter_state(),
+            "adapter": agent.learner.adapter_state(),
             "guard_batch": guard_batch(agent),
         }
         if cuda:
@@ -118,13 +118,13 @@ def learning(agents: dict[str, ASRAgent]) -> dict:
 
 def guard_batch(agent: ASRAgent) -> dict:
     """The adapted and base readings of every clip, as one batch of two and as two passes: same tokens?"""
-    options = agent.decoding_options(None)
+    options = agent.reader.options(None)
     clips = sorted(DATA.glob("*.wav"))
     differ = []
     for clip in clips:
         mel, features = encode(agent.model, load_audio(clip), options.fp16)
-        batched = decode_with_base(agent.model, mel, features, options, None, agent.cache_dtype)
-        apart = decode_apart(agent.model, mel, features, options, None, agent.cache_dtype)
+        batched = decode_with_base(agent.model, mel, features, options, None, agent.reader.cache_dtype)
+        apart = decode_apart(agent.model, mel, features, options, None, agent.reader.cache_dtype)
         differ += [{"clip": clip.name, "batched": b.text, "apart": a.text} for b, a in zip(batched, apart) if b.tokens != a.tokens]
     return {"readings": 2 * len(clips), "different": differ}
 

@@ -17,13 +17,17 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .agent import ASRAgent, UpdateResult
 from .config import Config
 from .corrections import learned_terms
 from .errors import CorrectionRejected
 from .state import UNREADABLE, Checkpoint, ProfileFiles, Unreadable
 from .store import Store
+
+if TYPE_CHECKING:  # torch and whisper: open() imports them once the state dir is ours
+    from .agent import ASRAgent
+    from .learner import UpdateResult
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +67,10 @@ class Session:
 
     @classmethod
     def open(cls, state_dir: Path, profile: str, config: Config, command: str, *, lock_timeout: float = 0.0, seed: int = 0) -> Session:
-        store = Store.open(Path(state_dir), lock_timeout=lock_timeout)
+        store = Store.open(Path(state_dir), lock_timeout=lock_timeout)  # first: a busy state dir is refused before torch loads
         try:
+            from .agent import ASRAgent
+
             files = ProfileFiles(Path(state_dir), profile)
             return cls(ASRAgent(config=config, seed=seed), store, files, profile, command)
         except BaseException:
@@ -72,52 +78,66 @@ class Session:
             raise
 
     def _resume(self) -> None:
-        agent, files = self.agent, self.files
+        """Continue where the last process on this profile stopped: the learner of the newest
+        readable checkpoint, the canaries accepted since, and the corrections still pending."""
+        agent, learner, files = self.agent, self.agent.learner, self.files
         files.remove_temp_files()  # left by a process killed mid-write; we hold the lock
         checkpoint, unreadable = files.latest_checkpoint(agent.identity())
-        if unreadable:
-            self._set_aside_checkpoints(checkpoint, unreadable)
-        applied: list[str] = []
+        step = checkpoint.step if checkpoint else 0
+        reason = self._set_aside(unreadable, step) if unreadable else f"the checkpoints after step {step} are gone"
+        self._store_back_to(step, reason)
+        since = 0.0
         if checkpoint is not None:
-            agent.load_adapter_state(checkpoint.tensors, checkpoint.step)
-            applied = json.loads(checkpoint.meta.get("applied", "[]"))
-            self._record_if_unrecorded(checkpoint, len(applied))
-        # Corrections the newest checkpoint already holds (a crash before the store heard of it).
-        self.store.set_status(applied, "applied")
-        files.drop_pending(applied)
+            # Corrections the checkpoint applied whose files were not moved yet (a stop right after saving).
+            files.keep_examples(checkpoint.applied)
+            self.store.mark_applied(self.profile, checkpoint.applied, [], checkpoint.step)
+            if checkpoint.adapter_only:
+                learner.load_adapter_state(checkpoint.adapter, checkpoint.step)
+                self._misheard_from_store()
+            else:
+                learner.load_state_dict(files.learner_state(checkpoint, self.cache_identity, agent.device))
+            self._record_if_unrecorded(checkpoint)
+            since = checkpoint.created_at
+        self._restore_canaries(since)
         self._restore_pending()
-        agent.taught_terms.update(t.term for t in self.store.terms(self.profile))  # for the term guard
-        for done in self.store.interactions(self.profile):  # the words earlier corrections replaced, for the guard too
-            if done.source != "accepted" and done.status != "rejected" and done.hypothesis and done.label:
-                agent.note_misheard(done.hypothesis, done.label, learned_terms(done.hypothesis, done.label))
+        learner.vocabulary_is(t.term for t in self.store.terms(self.profile))
         self.refresh_glossary()
 
-    def _set_aside_checkpoints(self, kept: Checkpoint | None, unreadable: list[Unreadable]) -> None:
-        """Move checkpoints that cannot be read out of the way, and tell the store what that undid.
+    def _misheard_from_store(self) -> None:
+        """For a checkpoint that holds the adapter alone: the words earlier corrections replaced, from the store."""
+        for done in self.store.interactions(self.profile):
+            if done.source != "accepted" and done.status in ("applied", "pending") and done.hypothesis and done.label:
+                self.agent.learner.note_misheard(done.hypothesis, done.label, learned_terms(done.hypothesis, done.label))
+
+    def _restore_canaries(self, since: float) -> None:
+        """The transcripts accepted after the checkpoint (``since``) are canaries again, in order."""
+        accepted = [row.cache_id for row in self.store.interactions(self.profile) if row.status == "accepted" and row.created_at > since]
+        for entry, _ in self.files.read_examples(accepted, self.cache_identity, self.agent.device).values():
+            self.agent.learner.keep_canary(entry)
+
+    def _set_aside(self, unreadable: list[Unreadable], step: int) -> str:
+        """Move checkpoints that cannot be read out of the way; returns what to tell the store.
 
         They are never overwritten (the next update would reuse their step numbers) nor deleted.
-        The corrections applied after the checkpoint that is loaded are not in the adapter any
-        more: those whose spilled copy is still on disk go back to pending and are learned again;
-        the others are recorded as rolled back, with the reason.
         """
-        kept_step, since = (kept.step, float(kept.meta.get("created_at", 0))) if kept else (0, 0.0)
         for bad in unreadable:
             moved = self.files.set_aside(bad.path)
-            log.warning("adapter checkpoint %s is unreadable (%s); moved to %s, going on from step %d", bad.path.name, bad.reason, moved, kept_step)
-        reason = f"checkpoint {unreadable[0].path.name} could not be read (moved to {unreadable[0].path.parent / UNREADABLE})"
-        lost = [row.cache_id for row in self.store.interactions(self.profile) if row.status == "applied" and row.created_at > since]
-        spilled = {path.stem for path in self.files.pending_paths()}
-        self.store.set_status([i for i in lost if i in spilled], "pending")
-        self.store.set_status([i for i in lost if i not in spilled], "rolled_back", reason)
-        self.store.forget_checkpoints_after(self.profile, kept_step)
-        self.store.record_update(self.profile, step=kept_step, loss=None, n_interactions=len(lost), status="rolled_back", reason=reason)
+            log.warning("adapter checkpoint %s is unreadable (%s); moved to %s, going on from step %d", bad.path.name, bad.reason, moved, step)
+        return f"checkpoint {unreadable[0].path.name} could not be read (moved to {unreadable[0].path.parent / UNREADABLE})"
 
-    def _record_if_unrecorded(self, checkpoint: Checkpoint, corrections: int) -> None:
+    def _store_back_to(self, step: int, reason: str) -> None:
+        """The store recorded updates after ``step`` whose checkpoints are gone (unreadable, or a
+        rollback stopped half-way): undo them there too. Their corrections are not in the adapter:
+        those still spilled in pending/ are learned again, the others are recorded as rolled back."""
+        if any(row.step > step for row in self.store.checkpoints(self.profile)):
+            self.store.roll_back_to(self.profile, step, reason, still_pending={path.stem for path in self.files.pending_paths()})
+
+    def _record_if_unrecorded(self, checkpoint: Checkpoint) -> None:
         """A process stopped between saving a checkpoint and recording it: record the update now."""
         if any(row.step == checkpoint.step for row in self.store.checkpoints(self.profile)):
             return
         self.store.record_checkpoint(self.profile, checkpoint.step, checkpoint.path)
-        self.store.record_update(self.profile, step=checkpoint.step, loss=None, n_interactions=corrections, status="applied",
+        self.store.record_update(self.profile, step=checkpoint.step, loss=None, n_interactions=len(checkpoint.applied), status="applied",
                                  reason="recorded at the next start: the process stopped before it could")  # fmt: skip
 
     def _restore_pending(self) -> None:
@@ -139,7 +159,7 @@ class Session:
         self.store.set_status(gone, "rejected", "its cached copy on disk was missing or unreadable: nothing was learned from it")
 
     def refresh_glossary(self) -> None:
-        self.agent.glossary = self.store.glossary(self.profile)  # the prompt takes what it has room for
+        self.agent.reader.glossary = self.store.glossary(self.profile)  # the prompt takes what it has room for
 
     # ---------------------------------------------------------------- the loop
 
@@ -158,9 +178,9 @@ class Session:
         """
         from .corrections import holds_spelling, parse_spoken_correction
 
-        spoken = self.agent.transcribe_correction(audio, heard.text)
+        spoken = self.agent.reader.transcribe_correction(audio, heard.text)
         try:
-            label = parse_spoken_correction(spoken, heard.text, self._attempt(heard), self.agent.glossary).label
+            label = parse_spoken_correction(spoken, heard.text, self._attempt(heard), self.agent.reader.glossary).label
         except CorrectionRejected as error:
             raise CorrectionRejected(f"{error} (heard {spoken!r})") from None
         if label.strip() == heard.text.strip() and not holds_spelling(spoken):
@@ -184,7 +204,7 @@ class Session:
         in it): the interaction is recorded as rejected, nothing is learned.
         """
         if heard.cache_id is None:
-            return Taught(heard.text, source, None, "nothing was heard", len(self.agent.pending), None, ())
+            return Taught(heard.text, source, None, "nothing was heard", len(self.agent.learner.pending), None, ())
         if refused is not None:
             return self._reject(heard, label or "", source, refused)
         if _accepts(heard, label):
@@ -205,7 +225,7 @@ class Session:
 
     def will_update(self, heard: Heard, label: str | None) -> bool:
         """Whether teaching ``label`` now would run an update (it takes a moment: say so first)."""
-        return self.learns_from(heard, label) and self.agent.ready_with(correction=not _accepts(heard, label))
+        return self.learns_from(heard, label) and self.agent.learner.ready_with(correction=not _accepts(heard, label))
 
     def learns_from(self, heard: Heard, label: str | None) -> bool:
         """Whether teaching ``label`` would accumulate a loss (and so may run an update)."""
@@ -222,7 +242,7 @@ class Session:
         fewer of its sentences it would learn from.
         """
         learn = self.learn_weights and self.agent.config.training.learn_confirmed
-        return learn and self.agent.holds_taught_term(heard.text)
+        return learn and self.agent.learner.holds_taught_term(heard.text)
 
     def _learn(self, heard: Heard, label: str, source: str, confirms: bool = False) -> Taught:
         """Accumulate ``label``'s loss from the cache, spill it, record it pending; update when enough are.
@@ -231,12 +251,12 @@ class Session:
         """
         started = time.perf_counter()
         loss = self.agent.compute_loss_from_cache(heard.cache_id, label, confirms=confirms)
-        entry = self.agent.pending[-1]
+        entry = self.agent.learner.pending[-1]
         self.files.spill(self.agent.cache.get(heard.cache_id), entry.label, self.cache_identity)
         self._record(heard, entry.label, source, "pending", loss=float(loss), update_ms=1000 * (time.perf_counter() - started))
         terms = self._remember_terms(entry.terms)
         update = self._step_if_ready()
-        return Taught(entry.label, source, float(loss), None, len(self.agent.pending), update, terms)
+        return Taught(entry.label, source, float(loss), None, len(self.agent.learner.pending), update, terms)
 
     def _remember_terms(self, terms: tuple[str, ...]) -> tuple[str, ...]:
         """Keep ``terms`` in the profile's glossary (the store counts them); return them."""
@@ -250,13 +270,15 @@ class Session:
         return self._step_if_ready(force=True)
 
     def _accept(self, heard: Heard) -> Taught:
-        self.agent.accept(heard.cache_id)
+        entry = self.agent.cache.get(heard.cache_id)
+        if self.agent.accept(heard.cache_id):  # a canary: saved, so that the next process checks updates against it too
+            self.files.save_example(entry, entry.text, self.cache_identity)
         self._record(heard, heard.text, "accepted", "accepted")
-        return Taught(heard.text, "accepted", None, None, len(self.agent.pending), None, ())
+        return Taught(heard.text, "accepted", None, None, len(self.agent.learner.pending), None, ())
 
     def _reject(self, heard: Heard, label: str, source: str, reason: str) -> Taught:
         self._record(heard, label, source, "rejected", reason=reason)
-        return Taught(label, source, None, reason, len(self.agent.pending), None, ())
+        return Taught(label, source, None, reason, len(self.agent.learner.pending), None, ())
 
     def _record(self, heard: Heard, label: str, source: str, status: str, **extra) -> None:
         self.store.add_interaction(
@@ -269,18 +291,22 @@ class Session:
             return None
         update = self.agent.last_update
         ids = list(update.corrections)
-        if update.rolled_back:
-            status = "rolled_back"
-        else:
-            status = "applied"
-            path = self.files.save_checkpoint(update.step, self.agent.adapter_state(), self.agent.identity(), ids)
+        status = "rolled_back" if update.rolled_back else "applied"
+        if not update.rolled_back:  # the whole learner, then the store, then the files (a stop in between is mended at the next start)
+            state = self.agent.learner.state_dict()
+            self.files.save_examples(state["examples"], self.cache_identity)
+            path = self.files.save_checkpoint(state, self.agent.identity(), ids)
             self.store.record_checkpoint(self.profile, update.step, path)
         self.store.record_update(
             self.profile, step=update.step, loss=update.loss, n_interactions=len(ids), status=status, reason=update.undone,
             duration_ms=1000 * update.seconds, canary_before=update.canary_before, canary_after=update.canary_after,
         )  # fmt: skip
-        self.store.set_status(ids, status)
-        self.files.drop_pending(ids)
+        if update.rolled_back:
+            self.store.set_status(ids, status)
+            self.files.drop_pending(ids)
+        else:  # the corrections are replayed in later updates: their cache entries move to examples/
+            self.store.mark_applied(self.profile, ids, list(update.terms), update.step)
+            self.files.keep_examples(ids)
         self.refresh_glossary()
         return update
 

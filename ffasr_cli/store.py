@@ -121,6 +121,9 @@ _MIGRATIONS = [
     # When an applied update last held a correction with the term. Unused since the prompt reaches
     # only the base model (agent.ASRAgent._decode_window): a learned term no longer leaves it.
     "ALTER TABLE terms ADD COLUMN applied_at REAL;",
+    # The update that applied each correction, and the one that first taught each learned term:
+    # what a rollback to an earlier step undoes (NULL: pending, or recorded before this column).
+    "ALTER TABLE interactions ADD COLUMN step INTEGER; ALTER TABLE terms ADD COLUMN step INTEGER;",
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -149,6 +152,7 @@ class Interaction:
     infer_ms: float | None
     update_ms: float | None
     created_at: float
+    step: int | None = None  # the update that applied it
 
 
 @dataclass(frozen=True)
@@ -396,6 +400,49 @@ class Store:
             )
             return conn.total_changes - before
 
+    def mark_applied(self, profile: str, cache_ids: list[str], terms: list[str], step: int) -> None:
+        """An update (``step``) applied these corrections and taught these terms (those it taught first get its step)."""
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE interactions SET status = 'applied', step = ? WHERE profile = ? AND cache_id = ?",
+                [(step, profile, cache_id) for cache_id in cache_ids],
+            )
+            conn.executemany(
+                "UPDATE terms SET step = ? WHERE profile = ? AND key = ? AND source = 'learned' AND step IS NULL",
+                [(step, profile, term.casefold()) for term in terms],
+            )
+
+    def roll_back_to(self, profile: str, step: int, reason: str, still_pending: set[str] = frozenset()) -> int:
+        """Undo the updates after ``step``, in one transaction; returns how many corrections that undid.
+
+        What they applied is rolled back, with ``reason`` (or pending again: the corrections in
+        ``still_pending`` whose files are still waiting); the terms they taught first, and their
+        checkpoints, are forgotten; the rollback is recorded as an update.
+        """
+        with self._write() as conn:
+            ids = [row["cache_id"] for row in conn.execute(
+                "SELECT cache_id FROM interactions WHERE profile = ? AND status = 'applied' AND step > ?", (profile, step))]
+            conn.executemany(
+                "UPDATE interactions SET status = ?, reason = ?, step = NULL WHERE cache_id = ?",
+                [("pending", None, i) if i in still_pending else ("rolled_back", reason, i) for i in ids],
+            )
+            conn.execute("DELETE FROM terms WHERE profile = ? AND source = 'learned' AND step > ?", (profile, step))
+            conn.execute("DELETE FROM checkpoints WHERE profile = ? AND step > ?", (profile, step))
+            conn.execute(
+                "INSERT INTO updates(profile, step, loss, n_interactions, status, reason, created_at)"
+                " VALUES (?, ?, NULL, ?, 'rolled_back', ?, ?)",
+                (profile, step, len(ids), reason, time.time()),
+            )
+        return len(ids)
+
+    def taught_by_step(self, profile: str) -> dict[int, list[str]]:
+        """The learned terms each update taught first, by step."""
+        rows = self._rows("SELECT step, term FROM terms WHERE profile = ? AND step IS NOT NULL ORDER BY step, first_seen", (profile,))
+        taught: dict[int, list[str]] = {}
+        for row in rows:
+            taught.setdefault(row["step"], []).append(row["term"])
+        return taught
+
     def interactions(self, profile: str) -> list[Interaction]:
         rows = self._rows("SELECT * FROM interactions WHERE profile = ? ORDER BY id", (profile,))
         return [Interaction(**row) for row in rows]
@@ -446,11 +493,6 @@ class Store:
             )
         return cursor.lastrowid
 
-    def forget_checkpoints_after(self, profile: str, step: int) -> int:
-        """A rollback deleted these checkpoint files: forget their rows; returns how many."""
-        with self._write() as conn:
-            return conn.execute("DELETE FROM checkpoints WHERE profile = ? AND step > ?", (profile, step)).rowcount
-
     def checkpoints(self, profile: str) -> list[Checkpoint]:
         """Oldest first: the last one is the newest."""
         rows = self._rows("SELECT * FROM checkpoints WHERE profile = ? ORDER BY id", (profile,))
@@ -479,6 +521,17 @@ class Store:
                 " source = CASE WHEN source = 'user' THEN 'user' ELSE excluded.source END",
                 [(profile, key, term, now, now, source) for key, term in latest.items()],
             )
+
+    def import_terms(self, profile: str, rows: list[dict], step: int) -> None:
+        """Terms from another profile (``profiles.py``), with their counts and sources; learned ones as taught by ``step``."""
+        now = time.time()
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO terms(profile, key, term, count, first_seen, last_seen, source, step) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(profile, key) DO UPDATE SET count = count + excluded.count",
+                [(profile, row["term"].casefold(), row["term"], int(row["count"]), now, now, row["source"],
+                  step if row["source"] == "learned" else None) for row in rows],
+            )  # fmt: skip
 
     def remove_term(self, profile: str, term: str) -> bool:
         """Forget a term (any case); False if it was not there."""

@@ -49,7 +49,7 @@ def test_seed_example_as_written(captures):
     assert isinstance(cache_id, str) and cache_id in agent.cache
     assert isinstance(loss, torch.Tensor) and loss.ndim == 0 and math.isfinite(loss.item()) and loss.item() > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable(agent).values())
-    assert stepped is False and len(agent.pending) == 1
+    assert stepped is False and len(agent.learner.pending) == 1
 
     # three more corrections (decoded once per session) make four: the update runs
     for name in ("kubernetes_cluster", "kubernetes_dashboard", "weather"):
@@ -140,24 +140,6 @@ def test_encoder_mode_gradients_equal_full_mode_with_frozen_encoder(captures, lo
     compare(expect_a_zero=False)  # after one update every LoRA gradient is live, and still equal
 
 
-@pytest.mark.parametrize("mode", ["logits", "encoder", "full"])
-def test_a_batched_pass_gives_each_target_its_own_loss(captures, mode):
-    # Labels of different lengths are right-padded into one pass; the decoder is causal, so a
-    # row's loss (and KL) must not see the padding nor the other rows.
-    agent = ASRAgent(mode=mode, accumulation_steps=1, kl_weight=0.5, cache_dtype="float32", learning_rate=1e-3)
-    names = ["kubernetes_deploy", "weather", "kubernetes_cluster"]
-    examples = [agent.example(agent.cache.add(captures.windows(mode, n, "float32")), TEXTS[n]) for n in names]
-    agent.compute_loss_from_cache(examples[0].cache_id, TEXTS[names[0]])
-    assert agent.step_if_ready()  # LoRA B is no longer zero: the adapter takes part
-    targets = [e.targets[0] for e in examples[1:]] + [replace(examples[1].targets[0], tokens=(agent.tokenizer.eot,))]
-    batched = agent.mode.losses(targets)
-    alone = torch.stack([agent.mode.losses([t])[0] for t in targets])
-    assert len({len(t.tokens) for t in targets}) == len(targets)
-    # on a GPU, full mode's fp16 encoder rounds differently with the batch size; leaked padding would cost far more
-    rtol = 2e-3 if mode == "full" and agent.device != "cpu" else 1e-4
-    torch.testing.assert_close(batched, alone, rtol=rtol, atol=1e-5)
-
-
 # --- each mode learns its correction ------------------------------------------------------------
 
 
@@ -178,7 +160,7 @@ def test_each_mode_learns_the_correction(captures, mode):
         assert agent.step_if_ready() and not agent.last_update.rolled_back
     losses.append(agent.compute_loss_from_cache(add_entry(agent, windows), DEPLOY).item())
     assert losses[2] < losses[1] < losses[0], losses
-    assert agent.steps == 2
+    assert agent.learner.steps == 2
     assert agent.infer(clip("kubernetes_deploy"), cache_logits=False) == DEPLOY
 
 
@@ -237,11 +219,11 @@ def test_the_guards_two_readings_in_one_batch_equal_two_decoder_passes(captures,
     for _ in range(2):
         agent.compute_loss_from_cache(add_entry(agent, captures.windows(mode, "kubernetes_deploy", "float32")), DEPLOY)
         assert agent.step_if_ready()
-    decoding, texts = agent.decoding_options(None), {}
+    decoding, texts = agent.reader.options(None), {}
     for name in ("kubernetes_deploy", "weather"):
         mel, features = encode(agent.model, load_audio(clip(name)), fp16=False)
-        batched = decode_with_base(agent.model, mel, features, decoding, agent.mode.keeps, agent.cache_dtype)
-        for one_pass, alone in zip(batched, decode_apart(agent.model, mel, features, decoding, agent.mode.keeps, agent.cache_dtype)):
+        batched = decode_with_base(agent.model, mel, features, decoding, agent.mode.keeps, agent.reader.cache_dtype)
+        for one_pass, alone in zip(batched, decode_apart(agent.model, mel, features, decoding, agent.mode.keeps, agent.reader.cache_dtype)):
             assert one_pass.tokens == alone.tokens and one_pass.text == alone.text
             torch.testing.assert_close(one_pass.token_logprobs, alone.token_logprobs, rtol=0, atol=1e-4)
             for kept in ("hidden", "audio_features"):
@@ -258,14 +240,14 @@ def test_the_term_guard_shows_the_base_words_where_no_taught_term_is_written(cap
     for _ in range(2):
         agent.compute_loss_from_cache(add_entry(agent, windows), DEPLOY)
         assert agent.step_if_ready()
-    assert agent.taught_terms == {"Kubernetes"}
+    assert agent.learner.taught_terms == {"Kubernetes"}
     assert agent.infer(clip("kubernetes_deploy"), cache_logits=False) == DEPLOY
 
-    agent.taught_terms.clear()  # as after `ffasr vocab remove Kubernetes`: the adapter still writes it...
+    agent.learner.taught_terms.clear()  # as after `ffasr vocab remove Kubernetes`: the adapter still writes it...
     base = " ".join(w.text for w in windows).strip()
     assert "Kubernetes" not in base
     assert agent.infer(clip("kubernetes_deploy"), cache_logits=False) == base  # ...but the guard shows the base words
-    agent.config = replace(agent.config, decoding=replace(agent.config.decoding, term_guard=False))
+    agent.reader.config = replace(agent.reader.config, term_guard=False)
     assert agent.infer(clip("kubernetes_deploy"), cache_logits=False) == DEPLOY
 
 
@@ -286,7 +268,7 @@ def test_beam_search_records_each_tokens_log_probability_too(captures):
     agent = captures.agent("encoder", "float32")
     (greedy,) = captures.windows("encoder", "kubernetes_deploy", "float32")
     mel, features = encode(agent.model, load_audio(clip("kubernetes_deploy")), fp16=False)
-    beam = decode_window(agent.model, mel, features, replace(agent.decoding_options(None), beam_size=5), None, agent.cache_dtype)
+    beam = decode_window(agent.model, mel, features, replace(agent.reader.options(None), beam_size=5), None, agent.reader.cache_dtype)
     assert beam.tokens == greedy.tokens  # a clear clip: both searches find the same words...
     # ...and the term guard reads the same confidence for them (whisper's token filters aside)
     torch.testing.assert_close(torch.tensor(beam.token_logprobs), torch.tensor(greedy.token_logprobs), rtol=0, atol=0.05)
@@ -302,7 +284,7 @@ def test_accumulation_steps_after_n_and_clears(captures):
     for i, name in enumerate(names, 1):
         ids.append(add_entry(agent, captures.windows("encoder", name)))
         losses.append(agent.compute_loss_from_cache(ids[-1], TEXTS[name]).item())
-        assert len(agent.pending) == i and agent.accumulated == i
+        assert len(agent.learner.pending) == i and agent.learner.accumulated == i
         if i < 3:
             assert agent.step_if_ready() is False
             assert agent.last_update is None
@@ -313,15 +295,15 @@ def test_accumulation_steps_after_n_and_clears(captures):
     assert not same_weights(agent, before)
     assert all(p.grad is None or not p.grad.any() for p in trainable(agent).values())
     assert all(cid not in agent.cache for cid in ids) and len(agent.cache) == 0
-    assert agent.pending == [] and agent.accumulated == 0
+    assert agent.learner.pending == [] and agent.learner.accumulated == 0
     update = agent.last_update
-    assert update.step == 1 == agent.steps
+    assert update.step == 1 == agent.learner.steps
     assert update.corrections == tuple(ids)
     assert update.loss == pytest.approx(float(np.mean(losses)))
     assert update.replayed == 0 and update.rolled_back is False
     assert update.canary_before is None and update.canary_after is None
     assert 0 < update.seconds < 600
-    assert [e.cache_id for e in agent.replay] == ids
+    assert [e.cache_id for e in agent.learner.replay] == ids
     assert agent.step_if_ready() is False  # nothing pending
 
     # a used cache id is stale
@@ -337,17 +319,17 @@ def test_confirmed_sentences_ride_along_with_corrections(captures):
         cache_id = add_entry(agent, captures.windows("encoder", name))
         confirms = label is None  # the user accepted the transcript itself
         agent.compute_loss_from_cache(cache_id, label or agent.cache.get(cache_id).text, confirms=confirms)
-        assert agent.pending[-1].confirms is confirms
+        assert agent.learner.pending[-1].confirms is confirms
 
     teach("weather")
     teach("librivox_amiable")
-    assert not agent.step_if_ready() and not agent.ready_with(correction=False)
+    assert not agent.step_if_ready() and not agent.learner.ready_with(correction=False)
     teach("kubernetes_deploy", TEXTS["kubernetes_deploy"])
     teach("kubernetes_cluster", TEXTS["kubernetes_cluster"])
     assert not agent.step_if_ready()  # 2 corrections of 3, 4 pending of 6
-    assert agent.ready_with(correction=True) and not agent.ready_with(correction=False)
+    assert agent.learner.ready_with(correction=True) and not agent.learner.ready_with(correction=False)
     teach("librivox_ill_disposed")
-    assert not agent.step_if_ready() and agent.ready_with(correction=False)
+    assert not agent.step_if_ready() and agent.learner.ready_with(correction=False)
     teach("kubernetes_dashboard", TEXTS["kubernetes_dashboard"])
     assert agent.step_if_ready() and len(agent.last_update.corrections) == 6
 
@@ -390,7 +372,7 @@ def test_unrelated_label_is_rejected(captures):
             agent.compute_loss_from_cache(cache_id, "He might even have been made amiable himself.")
         with pytest.raises(CorrectionRejected):
             agent.compute_loss_from_cache(cache_id, "   ")
-        assert agent.pending == [] and cache_id in agent.cache
+        assert agent.learner.pending == [] and cache_id in agent.cache
     finally:
         agent.cache.discard([cache_id])
 
@@ -423,7 +405,7 @@ def test_poisoned_update_is_rolled_back_by_the_canary(captures):
     agent = ASRAgent(accumulation_steps=2, learning_rate=1.0)
     canary = add_entry(agent, captures.windows("encoder", "weather"))
     agent.accept(canary)
-    assert len(agent.canaries) == 1 and canary not in agent.cache
+    assert len(agent.learner.canaries) == 1 and canary not in agent.cache
     poisoned = {
         "kubernetes_deploy": "Deploy the new service to Cuba Nates tomorrow.",
         "kubernetes_cluster": "Our Qberneats cluster ran out of money again.",
@@ -437,8 +419,8 @@ def test_poisoned_update_is_rolled_back_by_the_canary(captures):
     assert update.rolled_back is True
     assert update.canary_after - update.canary_before > agent.config.training.canary_tolerance
     assert same_weights(agent, before)
-    assert update.step == 0 == agent.steps
-    assert agent.pending == [] and len(agent.replay) == 0  # a rolled-back batch is not replayed
+    assert update.step == 0 == agent.learner.steps
+    assert agent.learner.pending == [] and len(agent.learner.replay) == 0  # a rolled-back batch is not replayed
     assert all(p.grad is None for p in trainable(agent).values())
 
 
@@ -450,7 +432,7 @@ def test_ctrl_c_mid_update_restores_weights_and_keeps_pending(captures, monkeypa
         agent.compute_loss_from_cache(ids[-1], TEXTS[name])
     before = weights(agent)
 
-    real_step = agent.optimizer.step
+    real_step = agent.learner.optimizer.step
     calls = []
 
     def interrupted_step(*args, **kwargs):
@@ -459,20 +441,20 @@ def test_ctrl_c_mid_update_restores_weights_and_keeps_pending(captures, monkeypa
             raise KeyboardInterrupt
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(agent.optimizer, "step", interrupted_step)
+    monkeypatch.setattr(agent.learner.optimizer, "step", interrupted_step)
     with pytest.raises(KeyboardInterrupt):
         agent.step_if_ready()
     assert len(calls) == 2
     assert same_weights(agent, before)  # the first inner step was undone too
-    assert not agent.optimizer.state  # and the optimizer's moments
-    assert [e.cache_id for e in agent.pending] == ids
+    assert not agent.learner.optimizer.state  # and the optimizer's moments
+    assert [e.cache_id for e in agent.learner.pending] == ids
     assert all(cid in agent.cache for cid in ids)
-    assert agent.steps == 0 and agent.last_update is None
+    assert agent.learner.steps == 0 and agent.last_update is None
 
     assert agent.step_if_ready() is True  # gradients are recomputed from the cache
     assert len(calls) == 2 + 3
     assert not same_weights(agent, before)
-    assert agent.pending == [] and agent.last_update.step == 1
+    assert agent.learner.pending == [] and agent.last_update.step == 1
     assert agent.last_update.corrections == tuple(ids)
 
 
@@ -497,7 +479,7 @@ def test_long_audio_three_windows_one_entry_and_training():
     label = " ".join([entry.windows[0].text, entry.windows[1].text, TEXTS["kubernetes_cluster"]])
     loss = agent.compute_loss_from_cache(cache_id, label)
     assert math.isfinite(loss.item())
-    targets = agent.pending[0].targets
+    targets = agent.learner.pending[0].targets
     assert len(targets) == 3  # the label was shared out over the windows it was heard in
     assert [tokens_text(agent, t.tokens) for t in targets] == [
         entry.windows[0].text.strip(),

@@ -381,9 +381,16 @@ def _tensors():
     return {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(4)}
 
 
+def save_checkpoint(files: ProfileFiles, step: int, adapter: dict, identity: dict, applied: list[str]) -> Path:
+    """A checkpoint of a learner that holds ``adapter`` and nothing else yet (no replay, no canaries)."""
+    state = {"steps": step, "adapter": adapter, "optimizer": {}, "replay": [], "canaries": [],
+             "rng": random.Random(0).getstate(), "taught_terms": [], "misheard": {}}  # fmt: skip
+    return files.save_checkpoint(state, identity, applied)
+
+
 def test_failed_checkpoint_write_keeps_the_previous_adapter(tmp_path, monkeypatch):
     files = ProfileFiles(tmp_path, "default")
-    first = files.save_checkpoint(1, _tensors(), {"model": "m"}, ["c1"])
+    first = save_checkpoint(files, 1, _tensors(), {"model": "m"}, ["c1"])
     before = first.read_bytes()
 
     def full_disk(src, dst):
@@ -391,7 +398,7 @@ def test_failed_checkpoint_write_keeps_the_previous_adapter(tmp_path, monkeypatc
 
     monkeypatch.setattr(paths.os, "replace", full_disk)
     with pytest.raises(StateError) as raised:
-        files.save_checkpoint(2, _tensors(), {"model": "m"}, ["c2"])
+        save_checkpoint(files, 2, _tensors(), {"model": "m"}, ["c2"])
     monkeypatch.undo()
     assert "cannot save the adapter checkpoint" in str(raised.value) and "No space left on device" in str(raised.value)
     assert "the previous checkpoint is kept" in str(raised.value)
@@ -445,7 +452,7 @@ def test_failed_save_during_an_update_loses_no_correction(fresh_session, monkeyp
     assert figures["pending"] == 2 and figures["spilled"] == 2 and figures["checkpoints"] == 0 and figures["temp_files"] == []
 
     again = fresh_session(state)  # the next start takes both corrections up again
-    assert len(again.agent.pending) == 2
+    assert len(again.agent.learner.pending) == 2
     update = again.step_now()
     assert update is not None and not update.rolled_back
     again.close()
@@ -482,7 +489,7 @@ def _newer_format(path: Path) -> None:
 def test_unreadable_checkpoint_is_set_aside_never_overwritten(fresh_session, caplog, damage):
     session = fresh_session()
     lost = list(_teach(fresh_session, session, *FIXES).update.corrections)  # two updates; the second one's
-    assert session.agent.steps == 2
+    assert session.agent.learner.steps == 2
     files, state = session.files, session.store.state_dir
     newest = files.checkpoint_paths()[-1]
     session.close()
@@ -496,7 +503,7 @@ def test_unreadable_checkpoint_is_set_aside_never_overwritten(fresh_session, cap
 
     with caplog.at_level("WARNING"):
         again = fresh_session(state)  # goes on from step 1
-    assert again.agent.steps == 1 and files.steps() == [1]
+    assert again.agent.learner.steps == 1 and files.steps() == [1]
     aside = files.checkpoints_dir / "unreadable" / newest.name
     assert aside.read_bytes() == damaged and "is unreadable" in caplog.text and "going on from step 1" in caplog.text
     rows = {row.cache_id: row for row in again.store.interactions("default")}
@@ -513,12 +520,12 @@ def test_unreadable_checkpoint_is_set_aside_never_overwritten(fresh_session, cap
 def test_only_step_files_are_checkpoints(tmp_path):
     files = ProfileFiles(tmp_path, "default")
     for step in (1, 2):
-        files.save_checkpoint(step, _tensors(), {"model": "m"}, [])
+        save_checkpoint(files, step, _tensors(), {"model": "m"}, [])
     for junk in ("step-000002 (copy).safetensors", "step-2.safetensors", "step-000009.safetensors.bak", "notes.txt"):
         (files.checkpoints_dir / junk).write_text("not a checkpoint")
     assert files.steps() == [1, 2]
     for step in range(3, 3 + KEEP_CHECKPOINTS):  # junk never takes a kept slot
-        files.save_checkpoint(step, _tensors(), {"model": "m"}, [])
+        save_checkpoint(files, step, _tensors(), {"model": "m"}, [])
     assert len(files.checkpoint_paths()) == KEEP_CHECKPOINTS and (files.checkpoints_dir / "notes.txt").exists()
     with Store.open(tmp_path) as store:
         store.ensure_profile("default", "tiny.en", "encoder")
@@ -536,7 +543,7 @@ def test_unreadable_pending_correction_is_set_aside_and_rejected(fresh_session, 
     spill.write_bytes(b"\x00garbage" * 100)
     with caplog.at_level("WARNING"):
         again = fresh_session(state)
-    assert again.agent.pending == [] and "is unreadable" in caplog.text
+    assert again.agent.learner.pending == [] and "is unreadable" in caplog.text
     assert (again.files.pending_dir / "unreadable" / spill.name).read_bytes() == b"\x00garbage" * 100
     (row,) = again.store.interactions("default")
     assert row.status == "rejected" and "missing or unreadable" in row.reason
@@ -546,15 +553,15 @@ def test_unreadable_pending_correction_is_set_aside_and_rejected(fresh_session, 
 def test_update_saved_but_not_recorded_is_recorded_at_the_next_start(fresh_session):
     session = fresh_session()
     _teach(fresh_session, session, "kubernetes_deploy", "kubernetes_cluster")
-    assert session.agent.steps == 1
+    assert session.agent.learner.steps == 1
     # as if the process had been killed right after writing the checkpoint, before the store heard of it
-    session.store.forget_checkpoints_after("default", 0)
     with session.store._write() as conn:
+        conn.execute("DELETE FROM checkpoints")
         conn.execute("DELETE FROM updates")
     state = session.store.state_dir
     session.close()
     again = fresh_session(state)
-    assert again.agent.steps == 1
+    assert again.agent.learner.steps == 1
     assert [(u.step, u.status) for u in again.store.updates("default")] == [(1, "applied")]
     assert [c.step for c in again.store.checkpoints("default")] == [1]
     again.close()
@@ -594,18 +601,18 @@ def test_non_finite_update_is_undone_and_recorded(fresh_session, poison, reason)
     session.teach(fresh_session.heard(session, "weather"), None, "accepted")  # a canary
     first = _teach(fresh_session, session, "kubernetes_deploy", "kubernetes_cluster")
     assert first.update is not None and not first.update.rolled_back  # step 1; its corrections are now in replay
-    before = {n: p.detach().clone() for n, p in agent.trainable.items()}
+    before = {n: p.detach().clone() for n, p in agent.learner.trainable.items()}
     if poison == "replayed loss":
-        for example in agent.replay:
+        for example in agent.learner.replay:
             _poison_example(example, float("inf"))
     elif poison == "weights after the step":  # optimizer moments gone bad: the step divides by sqrt(-1)
-        for moments in agent.optimizer.state.values():
+        for moments in agent.learner.optimizer.state.values():
             moments["exp_avg_sq"].fill_(-1.0)
     else:
-        _poison_example(agent.canaries[0], float("nan"))
+        _poison_example(agent.learner.canaries[0], float("nan"))
     update = _teach(fresh_session, session, "kubernetes_dashboard", "weather").update
     assert update is not None and update.rolled_back, poison
-    assert all(torch.equal(p, before[n]) for n, p in agent.trainable.items()) and agent.steps == 1
+    assert all(torch.equal(p, before[n]) for n, p in agent.learner.trainable.items()) and agent.learner.steps == 1
     assert session.store.updates("default")[-1].reason == update.undone and update.undone.startswith(reason)
     assert session.files.steps() == [1]
     state = session.store.state_dir
@@ -622,8 +629,8 @@ def test_correction_with_a_non_finite_loss_is_refused_and_teaches_nothing(fresh_
     session.agent.cache.add(windows, cache_id=heard.cache_id)
     taught = session.teach(heard, FIXES["kubernetes_deploy"], "typed")
     assert taught.rejected is not None and "not finite" in taught.rejected
-    assert session.agent.pending == [] and session.agent.accumulated == 0
-    assert all(p.grad is None for p in session.agent.params)
+    assert session.agent.learner.pending == [] and session.agent.learner.accumulated == 0
+    assert all(p.grad is None for p in session.agent.learner.params)
 
 
 def test_profile_with_non_finite_weights_is_refused_with_the_way_back(tmp_path, silence_jsonl, captures):
@@ -632,9 +639,9 @@ def test_profile_with_non_finite_weights_is_refused_with_the_way_back(tmp_path, 
     state = tmp_path / "state"
     agent = captures.agent("encoder")  # read only: its adapter (untrained) and identity
     files = ProfileFiles(state, "default")
-    files.save_checkpoint(1, agent.adapter_state(), agent.identity(), [])
-    poisoned = {name: torch.full_like(t, float("nan")) for name, t in agent.adapter_state().items()}
-    files.save_checkpoint(2, poisoned, agent.identity(), [])
+    save_checkpoint(files, 1, agent.learner.adapter_state(), agent.identity(), [])
+    poisoned = {name: torch.full_like(t, float("nan")) for name, t in agent.learner.adapter_state().items()}
+    save_checkpoint(files, 2, poisoned, agent.identity(), [])
     one_error_line(ffasr("replay", silence_jsonl, "--state-dir", state), "holds weights that are not finite", "ffasr rollback")
     assert files.steps() == [1, 2]  # nothing was touched
     assert ffasr("rollback", "--state-dir", state).returncode == 0
@@ -649,10 +656,10 @@ def test_ctrl_c_during_an_update_keeps_pending_on_disk(fresh_session, monkeypatc
         raise KeyboardInterrupt
 
     session.teach(fresh_session.heard(session, "kubernetes_deploy"), TEXTS["kubernetes_deploy"], "typed")
-    monkeypatch.setattr(session.agent.optimizer, "step", interrupted)
+    monkeypatch.setattr(session.agent.learner.optimizer, "step", interrupted)
     with pytest.raises(KeyboardInterrupt):
         session.teach(fresh_session.heard(session, "kubernetes_cluster"), TEXTS["kubernetes_cluster"], "typed")
-    assert len(session.agent.pending) == 2 and session.agent.steps == 0
+    assert len(session.agent.learner.pending) == 2 and session.agent.learner.steps == 0
     state = session.store.state_dir
     session.close()
     figures = assert_nothing_lost(state)
@@ -667,7 +674,7 @@ def _learned_state(state: Path, steps: int = 3) -> None:
         store.ensure_profile("default", "tiny.en", "encoder")
         files = ProfileFiles(state, "default")
         for step in range(1, steps + 1):
-            path = files.save_checkpoint(step, _tensors(), {"model": "tiny.en"}, [f"c{step}"])
+            path = save_checkpoint(files, step, _tensors(), {"model": "tiny.en"}, [f"c{step}"])
             store.record_checkpoint("default", step, path)
             store.record_update("default", step=step, loss=1.0, n_interactions=1, status="applied")
         store.add_terms("default", ["Xochitl"])
@@ -858,7 +865,7 @@ def test_poisoned_batch_is_rolled_back_and_recorded(tmp_path):
 def test_adapter_for_another_setup_is_refused_and_left_untouched(tmp_path, silence_jsonl, captures):
     state = tmp_path / "state"
     agent = captures.agent("encoder")  # read only: its adapter (untrained) and identity
-    path = ProfileFiles(state, "default").save_checkpoint(1, agent.adapter_state(), agent.identity(), [])
+    path = save_checkpoint(ProfileFiles(state, "default"), 1, agent.learner.adapter_state(), agent.identity(), [])
     before = path.read_bytes()
     one_error_line(ffasr("replay", silence_jsonl, "--state-dir", state, "--mode", "logits"),
                    "was trained for model 'tiny.en' with adapter 'lora/r32/", "not 'tiny.en' with 'head/r16'")  # fmt: skip
@@ -900,7 +907,7 @@ def test_soak_hundreds_of_interactions_memory_and_disk_stay_bounded(tmp_path, mo
     config = load_config(None, accumulation_steps=4, inner_steps=1, max_cache_size=max_cache)
     session = Session.open(state, "default", config, "replay")
     agent = session.agent
-    real_decode, memo = agent._decode, {}
+    real_decode, memo = agent.reader.read, {}
 
     def decode(audio, keep, prompt, glossary=None):
         key = (str(audio), keep)

@@ -31,8 +31,8 @@ def test_pending_corrections_resume_after_restart(tmp_path):
 
     session = open_session(tmp_path, accumulation_steps=3)  # a new process would do the same
     try:
-        assert [e.label for e in session.agent.pending] == list(FIX.values())
-        assert all(p.grad is not None for p in session.agent.params)  # accumulation resumed
+        assert [e.label for e in session.agent.learner.pending] == list(FIX.values())
+        assert all(p.grad is not None for p in session.agent.learner.params)  # accumulation resumed
         heard = session.hear(clip("kubernetes_dashboard"))
         taught = session.teach(heard, TEXTS["kubernetes_dashboard"], "typed")
         assert taught.update is not None and not taught.update.rolled_back
@@ -50,19 +50,19 @@ def test_a_learned_term_stays_learned_after_restart(tmp_path, glossary):
     try:
         for name, label in FIX.items():
             session.teach(session.hear(clip(name)), label, "typed")
-        assert session.agent.steps == 1
+        assert session.agent.learner.steps == 1
     finally:
         session.close()
 
-    misheard = session.agent.misheard
+    misheard = session.agent.learner.misheard
     assert misheard.keys() == {"kubernetes"} and misheard["kubernetes"]  # what the base model wrote for it
 
     session = open_session(tmp_path, glossary=glossary, accumulation_steps=2)
     try:
-        assert session.agent.steps == 1  # the checkpoint was loaded
+        assert session.agent.learner.steps == 1  # the checkpoint was loaded
         assert [t.term for t in session.store.terms("default")] == ["Kubernetes"]
-        assert session.agent.misheard == misheard  # the term guard's evidence, rebuilt from the store
-        assert session.agent.glossary_prompt() == ("Glossary: Kubernetes." if glossary else None)  # learned, still prompted
+        assert session.agent.learner.misheard == misheard  # the term guard's evidence, rebuilt from the store
+        assert session.agent.reader.glossary_prompt() == ("Glossary: Kubernetes." if glossary else None)  # learned, still prompted
         heard = session.hear(clip("kubernetes_dashboard"))  # a sentence never corrected
         assert "Kubernetes" in heard.text
         session.store.remove_term("default", "Kubernetes")  # `ffasr vocab remove Kubernetes`
@@ -82,7 +82,7 @@ def test_the_glossary_prompts_the_base_reading_and_never_the_adapter(tmp_path):
         name = "kubernetes_deploy"
         taught = session.teach(session.hear(clip(name)), TEXTS[name], "typed")
         assert taught.terms == ("Kubernetes",) and taught.update is None
-        assert session.agent.glossary_prompt() == "Glossary: Kubernetes."
+        assert session.agent.reader.glossary_prompt() == "Glossary: Kubernetes."
         heard = session.hear(clip("kubernetes_cluster"))
         assert "Kubernetes" in heard.text  # the prompted reading alone fixes it: nothing to correct
         entry = session.agent.cache.get(heard.cache_id)
@@ -91,7 +91,7 @@ def test_the_glossary_prompts_the_base_reading_and_never_the_adapter(tmp_path):
         update = session.step_now()  # the update on the one pending correction
         assert update is not None and not update.rolled_back
         session.refresh_glossary()
-        assert set(session.agent.glossary) == {"Kubernetes", "Xochitl"}  # applied terms stay prompted
+        assert set(session.agent.reader.glossary) == {"Kubernetes", "Xochitl"}  # applied terms stay prompted
     finally:
         session.close()
 
@@ -102,14 +102,14 @@ def test_a_full_prompt_keeps_the_names_before_common_words(tmp_path):
         store = session.store
         store.add_terms("default", ["nice", "Niamh", "six"])
         session.refresh_glossary()
-        assert session.agent.glossary_prompt() == "Glossary: Niamh, nice, six."  # room for all: as the glossary has them
+        assert session.agent.reader.glossary_prompt() == "Glossary: Niamh, nice, six."  # room for all: as the glossary has them
         for _ in range(2):  # common words a mishearing voice corrected more often than the names
             store.add_terms("default", ["nice", "six", "another", "morning"])
         store.add_terms("default", ["Memcached", "kubectl"])
         session.refresh_glossary()
-        assert session.agent.glossary[:4] == ["nice", "six", "another", "morning"]  # most used first
-        assert session.agent.prompt_terms() == ["nice", "Memcached", "kubectl", "Niamh"]  # glossary order, names first in
-        assert len(session.agent.glossary) == 7  # nothing forgotten: `ffasr vocab list` shows all of it
+        assert session.agent.reader.glossary[:4] == ["nice", "six", "another", "morning"]  # most used first
+        assert session.agent.reader.prompt_terms() == ["nice", "Memcached", "kubectl", "Niamh"]  # glossary order, names first in
+        assert len(session.agent.reader.glossary) == 7  # nothing forgotten: `ffasr vocab list` shows all of it
     finally:
         session.close()
 
@@ -130,7 +130,7 @@ def test_an_accepted_transcript_holding_a_learned_term_is_learned_from(tmp_path,
         taught = session.teach(heard, None, "accepted")
         assert taught.source == "accepted" and (taught.loss is not None) is learn_confirmed
         assert taught.pending == (2 if learn_confirmed else 1)
-        assert len(session.agent.canaries) == (1 if learn_confirmed else 2)
+        assert len(session.agent.learner.canaries) == (1 if learn_confirmed else 2)
     finally:
         session.close()
     with Store.open(tmp_path, readonly=True) as store:
@@ -139,7 +139,7 @@ def test_an_accepted_transcript_holding_a_learned_term_is_learned_from(tmp_path,
 
     session = start()  # a confirmed sentence survives a restart like a correction
     try:
-        assert [(e.label, e.confirms) for e in session.agent.pending] == [(TEXTS["kubernetes_deploy"], False)] + (
+        assert [(e.label, e.confirms) for e in session.agent.learner.pending] == [(TEXTS["kubernetes_deploy"], False)] + (
             [(heard.text, True)] if learn_confirmed else []
         )
     finally:
@@ -205,7 +205,7 @@ def test_a_spoken_correction_heard_as_the_transcript_is_refused_not_kept_as_a_ca
         heard = session.hear(clip("kubernetes_deploy"))
         with pytest.raises(CorrectionRejected, match="same words"):  # said again, misheard again
             session.hear_correction(clip("kubernetes_deploy"), heard)
-        assert not session.agent.canaries and not session.agent.pending
+        assert not session.agent.learner.canaries and not session.agent.learner.pending
     finally:
         session.close()
 
@@ -218,8 +218,8 @@ def test_a_spelling_the_prompt_hid_is_read_without_it(tmp_path):
     heard_before = "Speaking of is fixing the roof on Sunday."  # how tiny.en hears "Zbigniew is fixing …"
     try:
         agent = session.agent
-        assert not holds_spelling(agent._read(load_audio(clip("spelled_zbigniew")), heard_before))  # why the second reading exists
-        spoken = agent.transcribe_correction(clip("spelled_zbigniew"), heard_before)
+        assert not holds_spelling(agent.reader.text(load_audio(clip("spelled_zbigniew")), heard_before))  # why the second reading exists
+        spoken = agent.reader.transcribe_correction(clip("spelled_zbigniew"), heard_before)
         assert holds_spelling(spoken)
         heard = session.hear(clip("kubernetes_deploy"))
         label = session.hear_correction(clip("spelled_zbigniew"), dataclasses.replace(heard, text=heard_before))

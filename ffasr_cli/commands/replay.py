@@ -186,13 +186,13 @@ def _summarize(report: dict, rows: list[Dialog], session, seconds: float) -> Non
         "confirmed": sum(d["source"] == "accepted" and d["loss"] is not None for d in done),  # accepted, holding a learned term: learned from
         "rejected": sum(bool(d["rejected"]) for d in done),
         "steps": sum(d["stepped"] for d in stepped), "rolled_back": sum(d["rolled_back"] for d in stepped),
-        "pending": len(session.agent.pending), "accumulation_steps": session.agent.config.training.accumulation_steps,
+        "pending": len(session.agent.learner.pending), "accumulation_steps": session.agent.config.training.accumulation_steps,
         "mean_update_seconds": round(sum(updates) / len(updates), 3) if updates else None,
         "total_update_seconds": round(sum(updates), 3),
         "dialog_wer": score([d["reference"] for d in scored], [d["hypothesis"] for d in scored]).wer if scored else None,
         "seconds": round(seconds, 1), "mode": session.agent.config.training.mode, "model": session.agent.config.model,
         "device": session.agent.device,
-        "glossary": session.agent.config.decoding.glossary, "learned_terms": list(session.agent.glossary),
+        "glossary": session.agent.config.decoding.glossary, "learned_terms": list(session.agent.reader.glossary),
     })  # fmt: skip
     for entry in report["eval"].values():
         entry["metrics"] = {"before": entry["before"]["metrics"], "after": entry.get("after", {}).get("metrics")}

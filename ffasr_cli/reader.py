@@ -1,0 +1,177 @@
+"""``Reader``: decoding — the readings of each window and the term guard that combines them.
+
+Each 30 s window is encoded once and read up to three times from that encoder output:
+
+- **adapted**: the decoder with the adapter (what the cache keeps for an update);
+- **base**: the decoder without it, once the adapter has been updated (one batch with the adapted
+  reading, ``capture.decode_with_base``);
+- **glossary**: the base decoder prompted with the learned terms (``decoding.glossary``).
+
+The term guard (``guard.py``) shows the adapted words only where they agree with the base reading
+or confidently write a term a correction taught; the glossary reading adds a term only under the
+same test. What the learner taught (the terms, the words each was misheard as, whether the
+adapter was updated) is read from the ``Learner``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+from whisper.decoding import DecodingOptions
+
+from .audio import is_silent, load_audio, read_windows
+from .cache import CacheEntry
+from .capture import WindowCapture, decode_window, decode_with_base, encode
+from .config import DecodingConfig
+from .corrections import holds_spelling
+from .guard import added_terms, guarded_text, word_logprobs
+from .learner import Learner
+from .lora import disabled_adapters
+
+
+class Reader:
+    def __init__(self, model, tokenizer, config: DecodingConfig, device: str, cache_dtype, learner: Learner):
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.device, self.cache_dtype, self.learner = device, cache_dtype, learner
+        self.glossary: list[str] = []  # learned and added terms, most used first; the prompt takes what fits
+
+    # ---------------------------------------------------------------- the glossary prompt
+
+    def glossary_prompt(self) -> str | None:
+        terms = self.prompt_terms()
+        return f"Glossary: {', '.join(terms)}." if terms and self.config.glossary else None
+
+    def prompt_terms(self) -> list[str]:
+        """The glossary terms the prompt has room for (``glossary_max_terms``), in the glossary's order.
+
+        Over the limit, names and rare words take the room first: in a voice the model mishears,
+        corrections also teach the common words it got wrong ("another", "six"), and a name
+        corrected once must not fall out of the prompt for them (docs/decisions.md,
+        ``decoding.glossary_max_terms``).
+        """
+        limit = self.config.glossary_max_terms
+        if len(self.glossary) <= limit:
+            return list(self.glossary)
+        kept = set(sorted(self.glossary, key=self._is_common_word)[:limit])  # stable: each group keeps its order
+        return [t for t in self.glossary if t in kept]
+
+    def _is_common_word(self, term: str) -> bool:
+        # a lowercase word the tokenizer has as one token is everyday English; a name is capitalized
+        return term.isalpha() and term.islower() and len(self.tokenizer.encode(" " + term)) == 1
+
+    # ---------------------------------------------------------------- reading audio
+
+    def options(self, prompt: str | None) -> DecodingOptions:
+        d = self.config
+        return DecodingOptions(language=d.language, without_timestamps=True, fp16=self.device != "cpu", beam_size=d.beam_size, prompt=prompt)
+
+    def transcribe(self, audio: str | Path | np.ndarray, keep: str | None) -> tuple[WindowCapture, ...]:
+        """The windows of ``audio`` as the user sees them, keeping ``keep`` for an update (None: nothing)."""
+        if self.config.term_guard:
+            return self.read(audio, keep, None, self.glossary_prompt())
+        return self.read(audio, keep, self.glossary_prompt())  # nothing is checked: the glossary is Whisper's prompt (the prompt-only baseline)
+
+    def read(self, audio, keep: str | None, prompt: str | None, glossary: str | None = None) -> tuple[WindowCapture, ...]:
+        options = self.options(prompt)
+        # A quiet 30 s window (all of a silent clip, or a pause in a long one) is skipped: Whisper
+        # would only hallucinate there.
+        silence = self.config.silence_dbfs
+        samples = read_windows(audio, max_seconds=self.config.max_audio_seconds)
+        captures = (self._read_window(w, options, keep, glossary) for w in samples if not is_silent(w, silence))
+        return tuple(c for c in captures if not self._no_speech(c))
+
+    def _read_window(self, samples: np.ndarray, options: DecodingOptions, keep: str | None, glossary: str | None) -> WindowCapture:
+        """Read one window; once the adapter has been updated, check it against the base model.
+
+        Same encoder output, the decoder with the adapter and without, as one batch of two
+        (``capture.decode_with_base``):
+        - a repetition loop: whisper's own transcribe() treats a gzip compression ratio above 2.4
+          as a failed decode, and an adapter that over-learned a word can start one on unrelated
+          speech (seen: "Xxxxxxx…" after learning "Xochitl"). The base decode is the answer,
+          and the cache holds it.
+        - the term guard (``decoding.term_guard``, ``guard.py``): the adapted words stand only
+          where they agree with the base model or write a term a correction taught, with
+          confidence (``decoding.term_min_logprob``), over words the base model was unsure of
+          (``decoding.base_sure_logprob``) or that a correction of the term replaced
+          (``decoding.misheard_min_logprob``).
+        Before the first update the adapter is the identity: one decode.
+
+        With a ``glossary`` prompt (the term guard on), a third reading: the base model prompted
+        with the learned terms. The prompt never reaches the adapter: the two together wrote
+        learned terms into sound-alikes (docs/decisions.md, ``decoding.glossary``). The prompted
+        reading passes the same guard as the adapter's, against the unprompted base
+        reading; a term it writes where the adapted reading has none is added
+        (``guard.added_terms``), unless the prompted reading loops.
+        """
+        mel, features = encode(self.model, samples, options.fp16)
+        adapted = self.learner.steps > 0
+        guard = adapted and self.config.term_guard
+        if guard:
+            capture, base = decode_with_base(self.model, mel, features, options, keep, self.cache_dtype)
+        else:
+            capture = base = decode_window(self.model, mel, features, options, keep, self.cache_dtype)
+        text = capture.text
+        if adapted and self._loops(capture):
+            if not guard:
+                with disabled_adapters(self.model):
+                    base = decode_window(self.model, mel, features, options, keep, self.cache_dtype)
+            return base
+        if guard:
+            text = self._guarded(base, capture, self.learner.taught_terms)
+        if glossary:
+            with disabled_adapters(self.model):
+                prompted = decode_window(self.model, mel, features, dataclasses.replace(options, prompt=glossary), None, self.cache_dtype)
+            if not self._loops(prompted):
+                terms = self.learner.taught_terms | set(self.glossary)  # terms the user added were never taught
+                text = added_terms(text, self._guarded(base, prompted, terms), terms)
+        return dataclasses.replace(capture, text=text)
+
+    def _loops(self, capture: WindowCapture) -> bool:
+        return capture.compression_ratio > self.config.compression_ratio_threshold
+
+    def _guarded(self, base: WindowCapture, reading: WindowCapture, terms: set[str]) -> str:
+        """``reading`` where it agrees with ``base`` or writes one of ``terms`` with the confidence ``guard.py`` asks."""
+        d = self.config
+        return guarded_text(
+            base.text, reading.text, terms,
+            self._word_logprobs(reading), d.term_min_logprob, self._word_logprobs(base), d.base_sure_logprob,
+            self.learner.misheard, d.misheard_min_logprob,
+        )  # fmt: skip
+
+    def _word_logprobs(self, capture: WindowCapture) -> list[float] | None:
+        if not capture.token_logprobs:  # no tokens
+            return None
+        return word_logprobs([self.tokenizer.decode([t]) for t in capture.tokens], capture.token_logprobs)
+
+    def _no_speech(self, capture) -> bool:
+        # whisper's own rule: likely silence and not confidently decoded
+        return capture.no_speech_prob > self.config.no_speech_threshold and capture.avg_logprob < -1.0
+
+    # ---------------------------------------------------------------- corrections
+
+    def attempt(self, entry: CacheEntry) -> str | None:
+        """What the adapter itself wrote for a cached interaction, if the term guard showed other words."""
+        attempt = " ".join(self.tokenizer.decode(list(w.tokens)).strip() for w in entry.windows).strip()
+        return attempt if attempt != entry.text else None
+
+    def transcribe_correction(self, audio: str | Path | np.ndarray, hypothesis: str) -> str:
+        """A spoken correction, decoded with the glossary and the hypothesis as context; not cached.
+
+        With that prompt Whisper sometimes stops after the spoken word and drops the letters
+        that follow ("No, I said Zbigniew. Z, B, I, G, N, I, E, W." came out as "No, I said
+        speak nef."): a reading without a spelling is checked against one without the prompt,
+        and the spelling, the surest thing a user can say about a rare word, wins.
+        """
+        samples = load_audio(audio, max_seconds=self.config.max_audio_seconds)
+        prompt = " ".join(p for p in (self.glossary_prompt(), hypothesis) if p) or None
+        in_context = self.text(samples, prompt)
+        if prompt is None or holds_spelling(in_context):
+            return in_context
+        plain = self.text(samples, None)
+        return plain if holds_spelling(plain) else in_context
+
+    def text(self, audio, prompt: str | None) -> str:
+        """``audio`` read once with ``prompt``, nothing kept."""
+        return " ".join(c.text for c in self.read(audio, None, prompt)).strip()
