@@ -22,15 +22,27 @@ synthetic arrays:
   ``floor_window_s`` (2 s): speech always dips between words, so only a noise that never drops
   (a fan switched on) lifts it, and such a noise then ends the "utterance" instead of running on
   to ``max_s``.
+
+``Capture`` runs the end-pointer on its own thread for the whole session: every utterance is queued
+in the order it was spoken while the caller transcribes, waits for an answer or updates the model,
+and none is ever dropped (past ``MAX_QUEUED`` utterances or ``MAX_QUEUED_S`` of audio it says so
+once, and keeps them). A stream that stops delivering audio (the device or the audio server went
+away) becomes one ``MicrophoneError``; ``native_stderr_silenced`` keeps what PortAudio and ALSA
+print from C ("Expression ... failed", "ALSA lib ...") off the screen meanwhile.
 """
 
 from __future__ import annotations
 
+import codecs
+import logging
+import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +54,7 @@ INSTALL_PORTAUDIO = "install PortAudio: apt-get install libportaudio2 (Fedora: d
 
 PICK_DEVICE = "list the inputs with `ffasr listen --list-devices` and pick one with --input-device"
 NO_INPUT = "no microphone found: PortAudio sees no input device (connect one, or start PulseAudio/PipeWire)"
+STOPPED = "the microphone stopped"
 
 
 class MicrophoneError(FfasrError):
@@ -280,25 +293,28 @@ def input_devices() -> list[InputDevice]:
 
 
 class Recorder:
-    """An open 16 kHz mono input stream, cut into utterances by voice activity or by key presses.
+    """An open 16 kHz mono input stream: its blocks, and push-to-talk recordings.
 
-    ``meter(level_db, floor_db, recording)`` is called about 30 times a second while recording;
-    ``stop()`` (checked between blocks) ends a recording early: a call then returns what it has
-    heard so far, or None. Use as a context manager; ``name`` is the device actually opened.
+    ``read_block()`` is the next block, None when none came in time, and a ``MicrophoneError`` once
+    the stream has stopped delivering audio. ``position`` counts the samples the device has
+    delivered (at 16 kHz), the clock that ``Capture.mark`` reads. Use as a context manager;
+    ``name`` is the device actually opened.
     """
 
     BLOCK = 480  # 30 ms at 16 kHz
+    STALL_S = 1.0  # no audio this long from a stream that is no longer active: the device or server is gone
+    SILENT_S = 10.0  # no audio this long at all: gone too, whatever the stream says
 
-    def __init__(
-        self, device: int | str | None = None, *, endpointer: EnergyEndpointer | None = None, meter: Callable | None = None
-    ):
+    def __init__(self, device: int | str | None = None, *, meter: Callable | None = None):
         self.device = device
-        self.endpointer = endpointer or EnergyEndpointer()
         self.meter = meter
         self.name = "?"
         self._blocks: queue.Queue[np.ndarray] = queue.Queue()
         self._stream = None
         self._resampler = None
+        self._rate = SAMPLE_RATE
+        self._delivered = 0  # frames at the device's rate
+        self._last_block = time.monotonic()
         self.overflows = 0
 
     # -- the stream
@@ -332,14 +348,17 @@ class Recorder:
             except sd.PortAudioError as error:
                 raise _portaudio_error(error, self.device) from None
             self._resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+        self._last_block = time.monotonic()
         self._stream.start()
 
     def _open_at(self, rate: int):
         def callback(indata, frames, time_info, status):
             if status.input_overflow:
                 self.overflows += 1
+            self._delivered += frames
             self._blocks.put(indata[:, 0].copy())
 
+        self._rate = rate
         block = round(self.BLOCK * rate / SAMPLE_RATE)
         return self._sd.InputStream(
             samplerate=rate, channels=1, dtype="float32", blocksize=block, device=self.device, callback=callback
@@ -354,60 +373,208 @@ class Recorder:
                 pass
             self._stream = None
 
+    @property
+    def position(self) -> int:
+        """Samples delivered so far, counted at 16 kHz."""
+        return round(self._delivered * SAMPLE_RATE / self._rate)
+
     def drain(self) -> None:
-        """Drop audio recorded while nobody was listening (decoding, waiting for a correction)."""
+        """Drop audio recorded while nobody was listening (push-to-talk waits for Enter)."""
         while True:
             try:
                 self._blocks.get_nowait()
             except queue.Empty:
                 return
 
-    def _read(self, timeout: float = 0.1) -> np.ndarray | None:
+    def read_block(self, timeout: float = 0.1) -> np.ndarray | None:
         try:
             block = self._blocks.get(timeout=timeout)
         except queue.Empty:
+            self._check_alive()
             return None
+        self._last_block = time.monotonic()
         if self._resampler is not None:
             block = self._resampler.resample_chunk(block)
         return block
 
-    # -- utterances
+    def _check_alive(self) -> None:
+        quiet = time.monotonic() - self._last_block
+        if quiet > self.SILENT_S:
+            raise MicrophoneError(f"{STOPPED}: no audio came for {self.SILENT_S:.0f} s")
+        if quiet > self.STALL_S and self._stream is not None and not self._stream.active:
+            raise MicrophoneError(f"{STOPPED}: its input stream ended (the device or the audio server went away)")
 
-    def record_utterance_vad(self, stop: Callable[[], bool] = lambda: False) -> np.ndarray | None:
-        """Wait for speech and return it once ``silence_s`` of silence follows (or max length)."""
-        self.drain()
-        endpointer = self.endpointer
-        endpointer.reset()
-        while not stop():
-            block = self._read()
-            if block is None:
-                continue
-            found = endpointer.feed(block)
-            if self.meter:
-                self.meter(endpointer.level, endpointer.floor, endpointer.in_speech)
-            if found:
-                return found[0].audio
-        last = endpointer.flush()
-        return last.audio if last is not None else None
+    # -- push-to-talk
 
     def record_push_to_talk(self, stop: Callable[[], bool], max_s: float = 30.0) -> np.ndarray | None:
         """Record until ``stop()`` turns true (the user pressed Enter again) or ``max_s`` passes."""
         self.drain()
         blocks, total, limit = [], 0, round(max_s * SAMPLE_RATE)
         while not stop() and total < limit:
-            block = self._read()
+            block = self.read_block()
             if block is None:
                 continue
             blocks.append(block)
             total += len(block)
             if self.meter:
-                self.meter(level_db(block), self.endpointer.floor, True)
+                self.meter(level_db(block), None, True)
         time.sleep(0.05)  # the last block or two still in flight
-        while (block := self._read(timeout=0.0)) is not None:
+        while (block := self.read_block(timeout=0.0)) is not None:
             blocks.append(block)
         if not blocks:
             return None
         return np.ascontiguousarray(np.concatenate(blocks)[:limit], dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------- capture
+
+MAX_QUEUED = 50  # utterances waiting to be transcribed before ffasr says it is behind
+MAX_QUEUED_S = 600.0  # or this much audio waiting
+
+
+class Capture:
+    """The end-pointer on its own thread, for the whole session: every utterance, queued in order.
+
+    ``take()`` is the oldest utterance waiting; ``take_after(mark)`` the oldest that ended after
+    ``mark()`` was read (a spoken correction: what was said before it stays queued). Both wait up to
+    ``timeout`` and return None when nothing came; both raise the ``MicrophoneError`` that stopped
+    the stream. ``finish()`` ends listening: an utterance in progress is queued as it is. Past
+    ``max_queued`` utterances or ``max_queued_s`` of audio, ``on_backlog(count, seconds)`` is called
+    once (again only after the queue has emptied); nothing is dropped.
+    """
+
+    def __init__(self, recorder: Recorder, endpointer: EnergyEndpointer, *, meter: Callable | None = None,
+                 on_backlog: Callable[[int, float], None] | None = None,
+                 max_queued: int = MAX_QUEUED, max_queued_s: float = MAX_QUEUED_S):  # fmt: skip
+        self.recorder, self.endpointer, self.meter, self.on_backlog = recorder, endpointer, meter, on_backlog
+        self.max_queued, self.max_queued_s = max_queued, max_queued_s
+        self._queued: deque[Utterance] = deque()
+        self._ready = threading.Condition()
+        self._stop = threading.Event()
+        self._warned = False
+        self.failure: MicrophoneError | None = None
+        self._thread = threading.Thread(target=self._run, name="ffasr-capture", daemon=True)
+
+    def __enter__(self) -> Capture:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        endpointer = self.endpointer
+        try:
+            while not self._stop.is_set():
+                block = self.recorder.read_block()
+                if block is None:
+                    continue
+                for utterance in endpointer.feed(block):
+                    self._put(utterance)
+                if self.meter:
+                    self.meter(endpointer.level, endpointer.floor, endpointer.in_speech)
+        except MicrophoneError as error:
+            self.failure = error
+        except Exception as error:  # noqa: BLE001 - any failure of the stream ends the session in one line
+            self.failure = MicrophoneError(f"{STOPPED}: {error.__class__.__name__}: {error}")
+        finally:
+            with self._ready:
+                self._ready.notify_all()
+
+    def _put(self, utterance: Utterance) -> None:
+        with self._ready:
+            self._queued.append(utterance)
+            self._ready.notify_all()
+            count, seconds = len(self._queued), self.queued_seconds
+        if not self._warned and (count > self.max_queued or seconds > self.max_queued_s):
+            self._warned = True
+            if self.on_backlog:
+                self.on_backlog(count, seconds)
+
+    def finish(self) -> None:
+        """Stop listening; an utterance in progress is queued as far as it got."""
+        self._stop.set()
+        self._thread.join(timeout=2)
+        last = self.endpointer.flush()
+        if last is not None:
+            self._put(last)
+
+    # -- the queue
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    @property
+    def queued_seconds(self) -> float:
+        return sum(u.seconds for u in list(self._queued))
+
+    def mark(self) -> int:
+        """Now, on the clock of ``Utterance.end``."""
+        return self.recorder.position
+
+    def check(self) -> None:
+        """Raise the ``MicrophoneError`` that stopped the stream, if it stopped."""
+        if self.failure is not None:
+            raise self.failure
+
+    def take(self, timeout: float = 0.0) -> Utterance | None:
+        return self._take(lambda u: True, timeout)
+
+    def take_after(self, mark: int, timeout: float = 0.0) -> Utterance | None:
+        return self._take(lambda u: u.end > mark, timeout)
+
+    def _take(self, wanted: Callable[[Utterance], bool], timeout: float) -> Utterance | None:
+        deadline = time.monotonic() + timeout
+        with self._ready:
+            while True:
+                self.check()
+                found = next((u for u in self._queued if wanted(u)), None)
+                if found is not None:
+                    self._queued.remove(found)
+                    if not self._queued:
+                        self._warned = False
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._ready.wait(left)
+
+
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Keep what C libraries write to file descriptor 2 off the screen; Python's stderr goes on as before.
+
+    PortAudio and ALSA print their internals there from their own threads ("Expression
+    'alsa_snd_pcm_poll_descriptors_revents…' failed", "ALSA lib pcm.c: …") when a device goes away:
+    the caller reports that in one line of its own. Descriptor 2 points at /dev/null meanwhile;
+    ``sys.stderr`` and the logging handlers that wrote to it use a copy of the original.
+    """
+    python_stderr = sys.stderr
+    try:
+        python_stderr.flush()
+        original = os.dup(2)
+    except (OSError, ValueError):  # no descriptor 2 to move: nothing to silence
+        yield
+        return
+    ours = open(original, "w", buffering=1, encoding=getattr(python_stderr, "encoding", None) or "utf-8",  # noqa: SIM115
+                errors="backslashreplace", closefd=True)  # fmt: skip
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler) and h.stream is python_stderr]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = ours
+    for handler in handlers:
+        handler.setStream(ours)
+    try:
+        yield
+    finally:
+        ours.flush()
+        os.dup2(original, 2)
+        sys.stderr = python_stderr
+        for handler in handlers:
+            handler.setStream(python_stderr)
+        ours.close()
 
 
 # ------------------------------------------------------------------------------- stdin
@@ -416,7 +583,8 @@ class Recorder:
 class LineReader:
     """Reads stdin lines on a thread, so recording can go on while waiting for Enter.
 
-    ``get()`` returns the next line without its newline, or None at end of input.
+    ``get()`` returns the next line without its newline, or None at end of input; with a
+    ``timeout``, ``queue.Empty`` when no line came in time.
     """
 
     def __init__(self, stream):
@@ -431,6 +599,9 @@ class LineReader:
                 self._lines.put(line.rstrip("\r\n"))
         except (OSError, ValueError):
             pass
+        self._end()
+
+    def _end(self) -> None:
         self.eof.set()
         self._lines.put(None)
 
@@ -453,12 +624,97 @@ class LineReader:
             self._lines.queue.clear()
             self._lines.queue.extend(kept[:1])
 
-    def get(self) -> str | None:
+    def get(self, timeout: float | None = None) -> str | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:  # a short timeout keeps Ctrl-C responsive
+            wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
             try:
-                line = self._lines.get(timeout=0.2)
+                line = self._lines.get(timeout=wait)
             except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
                 continue
             if line is None:
                 self._lines.put(None)  # stays at end of input
             return line
+
+
+class TerminalReader(LineReader):
+    """Lines typed at a terminal, edited here rather than by the terminal, so that output can go on above them.
+
+    The terminal is put in cbreak mode (no echo, no line editing; Ctrl-C still interrupts) until
+    ``close()``. ``typed`` is the line being typed, which the caller draws; ``on_change()`` is called
+    after each key. Keys: text, Backspace, Ctrl-U (clear), Ctrl-W (erase a word), Enter (the line),
+    Ctrl-D on an empty line (end of input); arrows and other escape sequences are ignored.
+    """
+
+    def __init__(self, fd: int, on_change: Callable[[], None] = lambda: None):
+        import termios
+        import tty
+
+        self.fd, self.on_change, self.typed = fd, on_change, ""
+        self._restore = termios.tcgetattr(fd)
+        self._termios = termios
+        tty.setcbreak(fd)
+        super().__init__(None)
+
+    def close(self) -> None:
+        self._termios.tcsetattr(self.fd, self._termios.TCSADRAIN, self._restore)
+
+    def _run(self) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        keys = _KeyEditor()
+        try:
+            while chunk := os.read(self.fd, 1024):
+                for key in decoder.decode(chunk):
+                    line = keys.press(key)
+                    self.typed = keys.text
+                    if line is EOF_KEY:
+                        self._end()
+                        return
+                    if line is not None:
+                        self._lines.put(line)
+                    self.on_change()
+        except OSError:
+            pass
+        self._end()
+
+
+EOF_KEY = object()  # what _KeyEditor.press returns for Ctrl-D on an empty line
+
+
+class _KeyEditor:
+    """The line being typed, one key at a time: ``press`` returns the finished line, ``EOF_KEY`` or None."""
+
+    def __init__(self):
+        self.text = ""
+        self._escape = ""  # an escape sequence being skipped
+
+    def press(self, key: str):
+        if self._escape:  # ESC x, ESC O x, or ESC [ parameters… final (0x40-0x7e)
+            self._escape += key
+            introducer = self._escape[1]
+            if introducer in "[O" and len(self._escape) == 2 or introducer == "[" and not "\x40" <= key <= "\x7e":
+                return None
+            self._escape = ""
+            return None
+        if key == "\x1b":
+            self._escape = key
+        elif key in "\r\n":
+            line, self.text = self.text, ""
+            return line
+        elif key in "\x7f\b":
+            self.text = self.text[:-1]
+        elif key == "\x15":  # Ctrl-U
+            self.text = ""
+        elif key == "\x17":  # Ctrl-W
+            self.text = self.text.rstrip()
+            self.text = self.text[: self.text.rfind(" ") + 1]
+        elif key == "\x04":  # Ctrl-D
+            if not self.text:
+                return EOF_KEY
+        elif key == "\t":
+            self.text += " "
+        elif key.isprintable():
+            self.text += key
+        return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -115,6 +116,149 @@ def test_line_reader_ends_at_eof():
         pipe.write("first\n\nlast")
     assert [reader.get(), reader.get(), reader.get()] == ["first", "", "last"]
     assert reader.get() is None and reader.exhausted()
+
+
+def test_key_editor_builds_the_line_being_typed():
+    from ffasr_cli.microphone import EOF_KEY, _KeyEditor
+
+    keys = _KeyEditor()
+    typed = [keys.press(key) for key in "2: Xochil\x7ftl\x1b[D\x1b[1;5C\x1bOP is late\r"]
+    assert typed[-1] == "2: Xochitl is late" and keys.text == ""  # Backspace; arrows and F1 ignored
+    assert [keys.press(key) for key in "one two\x17three\n"][-1] == "one three"  # Ctrl-W erases a word
+    assert [keys.press(key) for key in "gone\x15kept\r"][-1] == "kept"  # Ctrl-U clears the line
+    assert keys.press("x") is None and keys.press("\x04") is None  # Ctrl-D ends the input only on an empty line
+    keys.press("\x15")
+    assert keys.press("\x04") is EOF_KEY
+
+
+def test_terminal_reader_edits_lines_on_a_real_terminal():
+    import termios
+
+    from ffasr_cli.microphone import TerminalReader
+
+    controller, terminal = os.openpty()
+    echo = termios.tcgetattr(terminal)[3] & termios.ECHO
+    reader = TerminalReader(terminal)
+    try:
+        assert not termios.tcgetattr(terminal)[3] & termios.ECHO  # ffasr draws what is typed, under its output
+        os.write(controller, "2: Xóchitx\x7fl is late\r".encode())
+        assert reader.get(timeout=5) == "2: Xóchitl is late"
+        os.write(controller, b"4!\r\x04")
+        assert reader.get(timeout=5) == "4!"
+        assert reader.get(timeout=5) is None and reader.exhausted()
+    finally:
+        reader.close()
+        assert termios.tcgetattr(terminal)[3] & termios.ECHO == echo  # the terminal as it was
+        os.close(controller)
+        os.close(terminal)
+
+
+def test_what_c_libraries_print_stays_off_the_screen(capfd):
+    from ffasr_cli.microphone import native_stderr_silenced
+
+    with native_stderr_silenced():
+        os.write(2, b"Expression 'alsa_snd_pcm_poll_descriptors_revents' failed in 'pa_linux_alsa.c'\n")
+        print("ffasr: the microphone stopped", file=sys.stderr)
+    print("after", file=sys.stderr)
+    os.write(2, b"C again\n")
+    err = capfd.readouterr().err
+    assert "Expression" not in err
+    assert "ffasr: the microphone stopped" in err and "after" in err and "C again" in err
+
+
+@pytest.mark.parametrize(
+    ("line", "command"),
+    [("2: Xochitl is late", (2, "Xochitl is late")), (" 12 :  fix ", (12, "fix")), ("3!", (3, "!")), ("3 !", (3, "!")),
+     ("4:", (4, "")), ("Xochitl is late", (None, "Xochitl is late")), ("!", (None, "!")), ("", (None, "")),
+     ("3:30 works", (3, "30 works"))],  # the documented form wins: "3:30" names line 3
+)  # fmt: skip
+def test_continuous_answers_name_a_line(line, command):
+    from ffasr_cli.commands.listen import parse_command
+
+    assert parse_command(line) == command
+
+
+# ------------------------------------------------------------------------------ capture
+
+
+class SoundCard:
+    """Delivers this audio in 30 ms blocks as fast as it is read, then nothing (the one fake here: the sound card)."""
+
+    def __init__(self, audio: np.ndarray, then: Exception | None = None):
+        self.audio, self.then, self.position = audio, then, 0
+
+    def read_block(self, timeout: float = 0.1):
+        if self.position >= len(self.audio):
+            if self.then is not None:
+                raise self.then
+            time.sleep(timeout)
+            return None
+        self.position += 480
+        return self.audio[self.position - 480 : self.position]
+
+
+def bursts(count: int) -> tuple[np.ndarray, list[int]]:
+    """``count`` tone bursts of 1 s between 1.5 s of noise; and the sample where each burst starts."""
+    parts, starts = [noise(1.5)], []
+    for index in range(count):
+        starts.append(sum(map(len, parts)))
+        parts += [tone(1.0, hz=300.0 + 100 * index), noise(1.5, seed=index + 1)]
+    return np.concatenate(parts), starts
+
+
+def taken(capture, count: int) -> list:
+    found = []
+    while len(found) < count and (utterance := capture.take(timeout=10)) is not None:
+        found.append(utterance)
+    return found
+
+
+def test_capture_queues_every_utterance_in_order_and_a_spoken_correction_after_its_mark():
+    from ffasr_cli.microphone import Capture
+
+    audio, starts = bursts(3)
+    with Capture(SoundCard(audio), EnergyEndpointer()) as capture:
+        mark = starts[1] - SR // 2  # "2!" typed between the first and the second burst
+        spoken = capture.take_after(mark, timeout=10)
+        assert spoken is not None and spoken.start <= starts[1] < spoken.end  # the second: said after the mark
+        first, third = taken(capture, 2)  # what was said before the mark waits, in order
+        assert first.start <= starts[0] < first.end and third.start <= starts[2] < third.end
+        assert len(capture) == 0 and capture.take() is None
+
+
+def test_capture_says_once_that_it_is_behind_and_drops_nothing():
+    from ffasr_cli.microphone import Capture
+
+    audio, starts = bursts(5)
+    warnings = []
+    with Capture(SoundCard(audio), EnergyEndpointer(), max_queued=2, on_backlog=lambda n, s: warnings.append(n)) as capture:
+        deadline = time.monotonic() + 10
+        while len(capture) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert warnings == [3]  # past two waiting, said once
+        assert [u.start <= start < u.end for u, start in zip(taken(capture, 5), starts)] == [True] * 5
+
+
+def test_capture_ends_an_utterance_in_progress_when_listening_finishes():
+    from ffasr_cli.microphone import Capture
+
+    with Capture(SoundCard(np.concatenate([noise(1.0), tone(0.6)])), EnergyEndpointer()) as capture:
+        time.sleep(0.3)
+        assert capture.take() is None  # still speaking
+        capture.finish()
+        last = capture.take()
+        assert last is not None and last.end == int(1.6 * SR)
+
+
+def test_a_stream_that_stops_ends_every_wait_with_one_error():
+    from ffasr_cli.microphone import Capture
+
+    stopped = MicrophoneError("the microphone stopped: its input stream ended (the device or the audio server went away)")
+    with Capture(SoundCard(noise(0.5), then=stopped), EnergyEndpointer()) as capture:
+        with pytest.raises(MicrophoneError, match="the microphone stopped"):
+            capture.take(timeout=10)
+        with pytest.raises(MicrophoneError):
+            capture.take_after(0)
 
 
 # ------------------------------------------------------------------------------ no microphone
@@ -256,27 +400,86 @@ class Lines:
             if predicate(line):
                 return line
 
+    def read_to_end(self, timeout: float) -> None:
+        """Take every line left, up to the end of the stream."""
+        deadline = time.monotonic() + timeout
+        while (line := self._queue.get(timeout=max(0.0, deadline - time.monotonic()))) is not None:
+            self.seen.append(line)
+
+
+EXAMPLES = DATA.parent.parent / "examples" / "clips"
+# Six clips and a word of each that tiny.en hears; "Xochitl is running late" is heard "Sochitel is running late".
+SIX = [(DATA / "kubernetes_cluster.wav", "cluster"), (DATA / "kubernetes_dashboard.wav", "dashboard"),
+       (DATA / "weather.wav", "weather"), (EXAMPLES / "dialog_0.wav", "running late"),
+       (DATA / "librivox_ill_disposed.wav", "young man"), (DATA / "librivox_amiable.wav", "amiable")]  # fmt: skip
+LOADED = re.compile(r"ffasr: tiny\.en on \S+ · profile default · adapter step 0 · 0 terms known")
+
+
+def six_in_a_row(folder: Path) -> Path:
+    """The six clips back to back, 0.5 s of silence after each: one file, so that paplay keeps the gaps exact."""
+    import soundfile
+
+    from ffasr_cli.audio import load_audio
+
+    gap = np.zeros(SR // 2, np.float32)
+    path = folder / "six.wav"
+    soundfile.write(str(path), np.concatenate([part for clip, _ in SIX for part in (load_audio(clip), gap)]), SR, subtype="PCM_16")
+    return path
+
+
+def play(path: Path, env: dict, wait: bool = True) -> subprocess.Popen:
+    player = subprocess.Popen(["paplay", "--device=vspk", str(path)], env=env)
+    if wait:
+        assert player.wait(timeout=120) == 0
+    return player
+
+
+def start_listen(env: dict, *args: str) -> tuple[subprocess.Popen, Lines, Lines]:
+    pipe = subprocess.PIPE
+    child = subprocess.Popen(FFASR + ["listen", *args], env=env, stdin=pipe, stdout=pipe, stderr=pipe, text=True, bufsize=1)
+    return child, Lines(child.stdout), Lines(child.stderr)
+
+
+def answer(child: subprocess.Popen, line: str) -> None:
+    child.stdin.write(line + "\n")
+    child.stdin.flush()
+
+
+def learned(state: Path) -> tuple[list[tuple[str, str, str]], list[str], list[str]]:
+    """The store's interactions (source, status, label), update statuses and terms."""
+    from ffasr_cli.store import Store
+
+    with Store.open(state) as store:
+        return ([(i.source, i.status, i.label) for i in store.interactions("default")], [u.status for u in store.updates("default")],
+                [t.term for t in store.terms("default")])  # fmt: skip
+
 
 @pytest.mark.slow
 def test_listen_learns_from_a_correction_on_a_virtual_microphone(virtual_mic, tmp_path):
+    """One at a time: six utterances said while a transcript waits for its answer are all kept, and shown in order."""
     state = tmp_path / "state"
     config = tmp_path / "config.yaml"
     config.write_text("training:\n  accumulation_steps: 1\n")
     saved = tmp_path / "audio"
-    command = FFASR + ["listen", "--state-dir", str(state), "--config", str(config), "--save-audio", str(saved)]
-    pipe = subprocess.PIPE
-    child = subprocess.Popen(command, env=virtual_mic, stdin=pipe, stdout=pipe, stderr=pipe, text=True, bufsize=1)
+    six = six_in_a_row(tmp_path)
+    args = ["--state-dir", str(state), "--config", str(config), "--save-audio", str(saved), "--silence", "0.4"]
+    child, out, err = start_listen(virtual_mic, *args)
     try:
-        out, err = Lines(child.stdout), Lines(child.stderr)
         err.wait_for(lambda line: "listening" in line, timeout=300)
-        subprocess.run(["paplay", "--device=vspk", str(DATA / "kubernetes_deploy.wav")], env=virtual_mic, check=True, timeout=60)
+        assert LOADED.fullmatch(err.seen[0]), err.seen
+        play(DATA / "kubernetes_deploy.wav", virtual_mic)
         transcript = out.wait_for(lambda line: line.strip() != "", timeout=300)
         assert "Deploy the new service" in transcript and "Kubernetes" not in transcript
-        child.stdin.write("Deploy the new service to Kubernetes tonight.\n")
-        child.stdin.flush()
+        play(six, virtual_mic)  # while the transcript above waits for its answer
+        answer(child, "Deploy the new service to Kubernetes tonight.")
         err.wait_for(lambda line: line.startswith("label:"), timeout=300)
         step = err.wait_for(lambda line: line.startswith("update "), timeout=300)
         assert "update 1" in step
+        shown = []
+        for _ in SIX:
+            shown.append(out.wait_for(lambda line: line.strip() != "", timeout=300))
+            answer(child, "")
+        assert [word in line for line, (_, word) in zip(shown, SIX)] == [True] * 6, shown
         err.wait_for(lambda line: "listening" in line, timeout=120)
         child.stdin.close()
         assert child.wait(timeout=120) == 0, err.seen
@@ -288,15 +491,79 @@ def test_listen_learns_from_a_correction_on_a_virtual_microphone(virtual_mic, tm
     command = FFASR + ["stats", "--json", "--state-dir", str(state)]
     stats = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
     report = json.loads(stats.stdout)
-    assert report["updates"]["applied"] == 1
+    assert report["updates"]["applied"] >= 1  # and the accepted sentences writing Kubernetes, riding along, make another
     assert "Kubernetes" in [t["term"] for t in report["terms"]["top"]]
 
     rows = [json.loads(line) for line in (saved / "dialogs.jsonl").read_text().splitlines()]
-    assert rows == [{"audio": "utt-0001.wav", "correction": "Deploy the new service to Kubernetes tonight."}]
+    assert rows[0] == {"audio": "utt-0001.wav", "correction": "Deploy the new service to Kubernetes tonight."}
+    assert rows[1:] == [{"audio": f"utt-{n:04d}.wav", "accepted": text} for n, text in enumerate(shown, start=2)]  # replay accepts these words
     import soundfile
 
     info = soundfile.info(str(saved / "utt-0001.wav"))
     assert info.samplerate == SR and info.channels == 1 and 2.5 < info.duration < 5.0
+
+
+@pytest.mark.slow
+def test_continuous_dictation_keeps_every_utterance_while_an_update_runs_and_corrects_an_earlier_line(virtual_mic, tmp_path):
+    state = tmp_path / "state"
+    config = tmp_path / "config.yaml"
+    config.write_text("training:\n  accumulation_steps: 1\n")  # every correction is an update
+    six = six_in_a_row(tmp_path)
+    child, out, err = start_listen(virtual_mic, "--continuous", "--state-dir", str(state), "--config", str(config), "--silence", "0.4")
+    try:
+        err.wait_for(lambda line: "listening" in line, timeout=300)
+        assert LOADED.fullmatch(err.seen[0]), err.seen
+        play(DATA / "kubernetes_deploy.wav", virtual_mic)
+        assert out.wait_for(lambda line: line.strip() != "", timeout=300).startswith("1: Deploy the new service")
+        answer(child, "1: Deploy the new service to Kubernetes tonight.")
+        player = play(six, virtual_mic, wait=False)  # said while the update runs
+        err.wait_for(lambda line: line.startswith("update 1:"), timeout=300)
+        assert player.wait(timeout=120) == 0
+        lines = [out.wait_for(lambda line: line.strip() != "", timeout=300) for _ in SIX]
+        assert [line.split(":")[0] for line in lines] == ["2", "3", "4", "5", "6", "7"], lines
+        assert [word in line for line, (_, word) in zip(lines, SIX)] == [True] * 6, lines
+        answer(child, "5: Xochitl is running late for the standup.")  # the third-to-last line
+        assert err.wait_for(lambda line: "label:" in line, timeout=300).startswith("line 5 · label: Xochitl is running late")
+        err.wait_for(lambda line: line.startswith("update 2:"), timeout=300)
+        child.stdin.close()
+        assert child.wait(timeout=120) == 0, err.seen
+        err.read_to_end(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    interactions, updates, terms = learned(state)
+    assert interactions == [("typed", "applied", "Deploy the new service to Kubernetes tonight."),
+                            ("typed", "applied", "Xochitl is running late for the standup.")]  # fmt: skip
+    assert updates == ["applied", "applied"] and set(terms) == {"Kubernetes", "Xochitl"}
+    assert "5 open lines not learned from" in err.seen[-1]
+
+
+@pytest.mark.slow
+def test_losing_the_microphone_is_one_line_and_keeps_what_was_taught(virtual_mic, tmp_path):
+    state = tmp_path / "state"
+    child, out, err = start_listen(virtual_mic, "--state-dir", str(state))
+    try:
+        err.wait_for(lambda line: "listening" in line, timeout=300)
+        play(DATA / "kubernetes_deploy.wav", virtual_mic)
+        out.wait_for(lambda line: line.strip() != "", timeout=300)
+        answer(child, "Deploy the new service to Kubernetes tonight.")
+        taught = err.wait_for(lambda line: line.startswith("label:"), timeout=300)
+        assert taught.endswith(" · corrections 1/4 · riding along 0 · next update after 3 more corrections")
+        err.wait_for(lambda line: "listening" in line, timeout=120)
+        subprocess.run(["pulseaudio", "--kill"], env=virtual_mic, timeout=30)  # the audio server goes away
+        assert child.wait(timeout=60) == 1  # no hang
+        err.read_to_end(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert err.seen[-1] == ("ffasr: error: the microphone stopped: its input stream ended (the device or the audio server went "
+                            "away); everything learned is saved"), err.seen  # fmt: skip
+    assert LOADED.fullmatch(err.seen[0]), err.seen
+    assert not [line for line in err.seen if "Expression" in line or "ALSA" in line or "PortAudio" in line or "Traceback" in line]
+    interactions, _, terms = learned(state)
+    assert interactions == [("typed", "pending", "Deploy the new service to Kubernetes tonight.")] and terms == ["Kubernetes"]
 
 
 def test_saved_audio_continues_numbering_and_appends(tmp_path):
@@ -329,7 +596,7 @@ class Keyboard:
     def drain(self) -> None:  # the real reader drops keys typed while listening; these are answers
         pass
 
-    def get(self) -> str | None:
+    def get(self, timeout: float | None = None) -> str | None:
         return self.lines.pop(0) if self.lines else None
 
     def has_line(self) -> bool:
@@ -339,23 +606,40 @@ class Keyboard:
         return not self.lines
 
 
-class ClipRecorder:
-    """A microphone that hears these clips, in order."""
+class ClipMicrophone:
+    """A microphone that hears these clips, in order, one each time the loop listens."""
 
-    name = "clips"
+    recorder = type("Device", (), {"name": "clips"})
 
     def __init__(self, names: list[str]):
         from ffasr_cli.audio import load_audio
 
         self.clips = [load_audio(DATA / f"{name}.wav") for name in names]
+        self.heard = 0
 
-    def record_utterance_vad(self, stop):
-        return self.clips.pop(0)
+    def take(self, timeout: float = 0.0):
+        from ffasr_cli.microphone import Utterance
+
+        audio = self.clips.pop(0)
+        self.heard += len(audio)
+        return Utterance(self.heard - len(audio), self.heard, audio)
+
+    def take_after(self, mark: int, timeout: float = 0.0):
+        return self.take(timeout)
+
+    def mark(self) -> int:
+        return self.heard
+
+    def check(self) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return 0
 
 
 @pytest.mark.slow
 def test_a_spoken_correction_is_taught_only_once_confirmed_and_replays_the_same(tmp_path):
-    from ffasr_cli.commands.listen import AudioLog, Meter, _Loop
+    from ffasr_cli.commands.listen import AudioLog, Screen, _Loop
     from ffasr_cli.commands.replay import run_replay
     from ffasr_cli.config import load_config
     from ffasr_cli.dialogs import read_dialogs
@@ -371,6 +655,13 @@ def test_a_spoken_correction_is_taught_only_once_confirmed_and_replays_the_same(
     saved = tmp_path / "audio"
     config = load_config(None)
 
+    def session_text(state, index):
+        session = Session.open(state, "default", config, "test")
+        try:
+            return session.store.interactions("default")[index].hypothesis
+        finally:
+            session.close()
+
     def history(state):
         session = Session.open(state, "default", config, "test")
         try:
@@ -380,7 +671,7 @@ def test_a_spoken_correction_is_taught_only_once_confirmed_and_replays_the_same(
 
     session = Session.open(tmp_path / "listened", "default", config, "listen")
     log = AudioLog(saved)
-    loop = _Loop(session, ClipRecorder(clips), Keyboard(answers), Meter(False), log, interactive=True, vad=True, max_seconds=30.0)
+    loop = _Loop(session, ClipMicrophone(clips), Keyboard(answers), Screen(interactive=True, live=False), log, interactive=True)
     try:
         loop.run(max_utterances=3)
     finally:
@@ -391,9 +682,10 @@ def test_a_spoken_correction_is_taught_only_once_confirmed_and_replays_the_same(
     assert [source for source, _, _ in listened] == ["typed", "accepted", "spoken"], listened
     assert listened[0][2] == fixed and "Zbigniew" in listened[2][2]
     rows = [json.loads(line) for line in (saved / "dialogs.jsonl").read_text().splitlines()]
+    weather = session_text(tmp_path / "listened", 1)
     assert rows == [
         {"audio": "utt-0001.wav", "correction_audio": "utt-0001-fix.wav", "correction": fixed},  # the last one said, then typed
-        {"audio": "utt-0002.wav"},  # the refused spoken try is not kept: replay accepts it too
+        {"audio": "utt-0002.wav", "accepted": weather},  # the refused spoken try is not kept: replay accepts what was shown
         {"audio": "utt-0003.wav", "correction_audio": "utt-0003-fix.wav"},
     ]
 
