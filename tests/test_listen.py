@@ -695,3 +695,24 @@ def test_a_spoken_correction_is_taught_only_once_confirmed_and_replays_the_same(
     finally:
         session.close()
     assert history(tmp_path / "replayed") == listened
+
+
+@pytest.mark.slow
+def test_a_term_already_learned_is_not_reported_as_new_again(tmp_path, capsys):
+    from ffasr_cli.commands.listen import Screen, _Loop
+    from ffasr_cli.config import load_config
+    from ffasr_cli.session import Session
+
+    session = Session.open(tmp_path / "state", "default", load_config(None), "listen")
+    # the second correction writes Kubernetes where the model heard no such word: a term the glossary already has
+    answers = ["Deploy the new service to Kubernetes tonight.", "The weather is nice today. Let's go for a walk, Kubernetes."]
+    loop = _Loop(session, ClipMicrophone(["kubernetes_deploy", "weather"]), Keyboard(answers), Screen(False, False), None,
+                 interactive=False)  # fmt: skip
+    try:
+        loop.run(max_utterances=2)
+    finally:
+        session.close()
+    err = capsys.readouterr().err.splitlines()
+    labels = [line.split(" · ")[0] for line in err if line.startswith("label:")]
+    assert labels == [f"label: {answer}" for answer in answers], err  # two corrections, both teaching Kubernetes
+    assert [line for line in err if line.startswith("new terms:")] == ["new terms: Kubernetes"], err
