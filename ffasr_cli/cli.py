@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from . import __version__
-from .commands import export, history, listen, replay, stats, vocab
+from .commands import export, history, listen, profile, replay, stats, vocab
 
 app = typer.Typer(
     name="ffasr",
@@ -38,6 +38,8 @@ app.command("replay")(replay.replay)
 app.command("stats")(stats.stats)
 app.command("export")(export.export)
 app.add_typer(vocab.app, name="vocab")
+app.add_typer(profile.app, name="profile")
+app.command("history")(history.history)
 app.command("rollback")(history.rollback)
 app.command("reset")(history.reset)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +12,7 @@ from rich.table import Table
 from ..corrections import clean_text
 from ..errors import FfasrError
 from ..store import Store
-from .common import Profile, StateDir, Wait, reports_errors, shown, state_dir
+from .common import Profile, StateDir, Wait, printable, reports_errors, shown, state_dir
 
 app = typer.Typer(help="Show and edit the learned vocabulary (passed to Whisper as its prompt).", no_args_is_help=True)
 
@@ -44,10 +45,41 @@ def list_terms(state: StateDir = None, profile: Profile = "default") -> None:
 def add(terms: Terms, state: StateDir = None, profile: Profile = "default", wait: Wait = 0.0) -> None:
     """Add terms you want recognised (before ever correcting them)."""
     terms = cleaned_terms(terms)
+    _add(terms, state, profile, wait)
+    typer.echo(f"added: {', '.join(terms)}")
+
+
+@app.command("import")
+@reports_errors
+def import_terms(
+    source: Annotated[Path, typer.Argument(help="A text file, one term a line ('#' starts a comment).", show_default=False)],
+    state: StateDir = None,
+    profile: Profile = "default",
+    wait: Wait = 0.0,
+) -> None:
+    """Add every term of a plain list (a team's vocabulary, or another profile's `vocab export`)."""
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise FfasrError(f"cannot read {source} ({getattr(error, 'strerror', None) or error})") from None
+    terms = cleaned_terms([line for line in lines if line.strip() and not line.lstrip().startswith("#")])
+    _add(terms, state, profile, wait)
+    typer.echo(f"added {len(terms)} term(s) from {printable(str(source))}")
+
+
+@app.command("export")
+@reports_errors
+def export_terms(state: StateDir = None, profile: Profile = "default") -> None:
+    """Print the terms, one a line, most corrected first (for `vocab import` elsewhere)."""
+    with Store.open(state_dir(state), readonly=True) as store:
+        for term in store.terms(profile):
+            typer.echo(term.term)
+
+
+def _add(terms: list[str], state, profile: str, wait: float) -> None:
     with Store.open(state_dir(state), lock_timeout=wait) as store:
         store.ensure_profile(profile)  # model and mode unknown until its first session
         store.add_terms(profile, terms, source="user")
-    typer.echo(f"added: {', '.join(terms)}")
 
 
 @app.command("remove")
