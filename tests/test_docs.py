@@ -262,9 +262,6 @@ HISTORY = [
     re.compile(r"\bthe\s+seed(?:'s|\s+write-up)", re.I),
     re.compile(r"\brounds?\s+of\s+work\b", re.I),
 ]
-# Files that still count rounds of work while their owners edit them; each leaves this set with the
-# edit that cleans it.
-KNOWN_PENDING = {"RELIABILITY.md"}
 
 
 def history_lines(name: str) -> list[str]:
@@ -276,8 +273,5 @@ def history_lines(name: str) -> list[str]:
 
 
 def test_the_repository_speaks_of_the_product_not_of_its_history():
-    found = {name: lines for name in repo_files() if name != "tests/test_docs.py" and (lines := history_lines(name))}
-    new = [line for name, lines in found.items() if name not in KNOWN_PENDING for line in lines]
-    assert not new, "say a date or a commit instead:\n" + "\n".join(new)
-    cleaned = KNOWN_PENDING - set(found)
-    assert not cleaned, f"clean now: remove {sorted(cleaned)} from KNOWN_PENDING"
+    found = [line for name in repo_files() if name != "tests/test_docs.py" for line in history_lines(name)]
+    assert not found, "say a date or a commit instead:\n" + "\n".join(found)
