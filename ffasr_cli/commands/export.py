@@ -20,7 +20,11 @@ from .common import (
 
 
 def export_merged(root: Path, profile: str, settings, target: Path) -> int:
-    """Write an openai-whisper checkpoint with the profile's decoder LoRA folded into the weights."""
+    """Write an openai-whisper checkpoint with the profile's decoder LoRA folded into the weights.
+
+    It carries what the adapter writes, not the term guard nor the glossary's reading: those need
+    the base model beside the adapter, which a plain Whisper checkpoint cannot hold.
+    """
     import torch
 
     from ..agent import ASRAgent
@@ -93,7 +97,7 @@ def _left_out_note(left_out: dict[str, int]) -> str:
 
 @reports_errors
 def export(
-    merged: Annotated[Path | None, typer.Option("--merged", help="Write an openai-whisper checkpoint (.pt) with the adapter merged in.")] = None,
+    merged: Annotated[Path | None, typer.Option("--merged", help="Write an openai-whisper checkpoint (.pt) with the adapter merged in: the weights only, without the term guard or the glossary.")] = None,
     dataset: Annotated[Path | None, typer.Option("--dataset", help="Write the corrected dialogs as an audiofolder dataset in this dir.")] = None,
     state: StateDir = None,
     config: ConfigFile = None,
