@@ -566,8 +566,7 @@ class _Loop:
 
     def _run_continuous(self, max_utterances: int | None) -> None:
         if self.interactive:
-            self.say('speak: each utterance is a numbered line · "N: text" corrects line N · "N!" then speak: a spoken '
-                     "correction · Enter accepts the open lines · Ctrl-D ends · Ctrl-C quits", "dim")  # fmt: skip
+            self.say('speak · "N: text" corrects line N, "N!" says it · Enter accepts the open lines · Ctrl-D ends · Ctrl-C quits', "dim")
             self.screen.prompt = True
             self.screen.redraw()
         else:
@@ -727,7 +726,7 @@ class _Loop:
             self.say(f"{prefix}refused: {taught.rejected}", "yellow")
         elif taught.source == "accepted":
             if taught.loss is not None:
-                self.say(f"{prefix}accepted · learning from it (it holds a learned term){tally}")
+                self.say(f"{prefix}accepted · learning from it (it holds a learned term){'' if quiet else tally}")
             elif not quiet:
                 self.say(f"{prefix}accepted{tally}")
         else:
