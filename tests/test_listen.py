@@ -716,3 +716,16 @@ def test_a_term_already_learned_is_not_reported_as_new_again(tmp_path, capsys):
     labels = [line.split(" · ")[0] for line in err if line.startswith("label:")]
     assert labels == [f"label: {answer}" for answer in answers], err  # two corrections, both teaching Kubernetes
     assert [line for line in err if line.startswith("new terms:")] == ["new terms: Kubernetes"], err
+
+
+def test_a_line_out_of_reach_is_one_line_saying_which_are_open(capsys):
+    from ffasr_cli.commands.listen import OPEN_LINES, Screen, _Line, _Loop
+
+    loop = _Loop(None, ClipMicrophone([]), Keyboard([]), Screen(False, False), None, interactive=False, continuous=True)
+    loop.heard = 14
+    loop.open.update((n, _Line(n, None, None, None)) for n in range(15 - OPEN_LINES, 15))
+    for command in ("2: Xochitl is late", "99!", "2:"):
+        loop._command(command)
+    assert capsys.readouterr().err.splitlines() == [
+        "line 2 is answered already; lines 5-14 are open", "there is no line 99", "line 2 is answered already; lines 5-14 are open",
+    ]
