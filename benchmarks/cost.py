@@ -28,6 +28,7 @@ Results: benchmarks/results/cost.json, cost.png, cost_profile_<model>.txt.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -312,11 +313,11 @@ def decoding(agents, plain, samples, rounds: int) -> dict:
     def guarded(x, glossary=()):
         # as after an update: the guard decodes a batch of two (with and without the adapter), and
         # with a glossary once more, prompted (what the adapter learned does not change the cost)
-        enc.learner.steps, enc.reader.glossary = 1, list(glossary)
+        enc.reader.learned, enc.reader.glossary = dataclasses.replace(enc.reader.learned, steps=1), list(glossary)
         try:
             return enc.infer(x, cache_logits=False)
         finally:
-            enc.learner.steps, enc.reader.glossary = 0, []
+            enc.reader.learned, enc.reader.glossary = dataclasses.replace(enc.reader.learned, steps=0), []
 
     def with_glossary(x):
         return guarded(x, GLOSSARY)

@@ -67,7 +67,7 @@ class ASRAgent:
             params = self.mode.install()
         self.cache = InteractionCache(t.max_cache_size)
         self.learner = Learner(self.mode, self.tokenizer, t, self.cache, params, seed)
-        self.reader = Reader(self.model, self.tokenizer, self.config.decoding, self.device, getattr(torch, t.cache_dtype), self.learner)
+        self.reader = Reader(self.model, self.tokenizer, self.config.decoding, self.device, getattr(torch, t.cache_dtype))
 
     # ---------------------------------------------------------------- the four calls
 
@@ -92,13 +92,25 @@ class ASRAgent:
         with the next batch instead of counting as one of its ``accumulation_steps`` corrections.
         Raises ``CorrectionRejected`` for a label that is not a correction of what was heard.
         """
+        loss = self.learner.learn(self.example(cache_id, ground_truth_text, confirms))
+        self.publish()
+        return torch.tensor(loss)
+
+    def example(self, cache_id: str, label: str, confirms: bool = False) -> Example:
+        """``label`` checked against what was heard and tokenized; ``CorrectionRejected`` when it is not a correction."""
         entry = self.learner.entry(cache_id)
-        check_correction(entry.text, ground_truth_text, min_similarity=self.config.training.min_similarity)
-        return torch.tensor(self.learner.learn(self.learner.example(entry, ground_truth_text, confirms)))
+        check_correction(entry.text, label, min_similarity=self.config.training.min_similarity)
+        return self.learner.example(entry, label, confirms)
 
     def step_if_ready(self, force: bool = False) -> bool:
         """After ``accumulation_steps`` corrections (or anything pending, with ``force``), run one update; True when it ran."""
-        return self.learner.step_if_ready(force)
+        stepped = self.learner.step_if_ready(force)
+        self.publish()
+        return stepped
+
+    def publish(self) -> None:
+        """Let the reader decode with what the learner has taught now (``Reader.adopt``)."""
+        self.reader.adopt(self.learner)
 
     def accept(self, cache_id: str) -> bool:
         """The transcript was right: keep it as a canary (checked before and after each update); True if kept."""

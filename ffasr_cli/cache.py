@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,22 +36,26 @@ class InteractionCache:
         self.max_size = max_size
         self.entries: OrderedDict[str, CacheEntry] = OrderedDict()
         self.evicted = 0
+        self._lock = threading.Lock()  # decoding adds entries while a learner in another thread discards them
 
     def add(self, windows: tuple[WindowCapture, ...], cache_id: str | None = None) -> CacheEntry:
         entry = CacheEntry(cache_id or uuid.uuid4().hex[:12], windows)
-        self.entries[entry.cache_id] = entry
-        while len(self.entries) > self.max_size:
-            old_id, old = self.entries.popitem(last=False)
-            self.evicted += 1
-            log.warning("cache full (%d entries): evicted %s (%d bytes)", self.max_size, old_id, old.nbytes)
+        with self._lock:
+            self.entries[entry.cache_id] = entry
+            while len(self.entries) > self.max_size:
+                old_id, old = self.entries.popitem(last=False)
+                self.evicted += 1
+                log.warning("cache full (%d entries): evicted %s (%d bytes)", self.max_size, old_id, old.nbytes)
         return entry
 
     def get(self, cache_id: str) -> CacheEntry | None:
-        return self.entries.get(cache_id)
+        with self._lock:
+            return self.entries.get(cache_id)
 
     def discard(self, cache_ids) -> None:
-        for cache_id in cache_ids:
-            self.entries.pop(cache_id, None)
+        with self._lock:
+            for cache_id in cache_ids:
+                self.entries.pop(cache_id, None)
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -36,7 +37,6 @@ from .cache import CacheEntry, InteractionCache
 from .config import TrainingConfig
 from .corrections import learned_terms
 from .errors import CorrectionRejected, FfasrError
-from .evaluate import written_terms
 from .guard import misheard_as, word_key
 from .modes import Target, UpdateMode
 
@@ -80,6 +80,10 @@ class NonFiniteLoss(ArithmeticError):
     """A loss that is NaN or infinite: its gradient would write NaN into every weight."""
 
 
+class UpdateAbandoned(Exception):
+    """An update stopped half-way because the session is ending (``Learner.abandon``); it was undone."""
+
+
 class Learner:
     def __init__(self, mode: UpdateMode, tokenizer, config: TrainingConfig, cache: InteractionCache, params: list, seed: int = 0):
         self.mode, self.tokenizer, self.config, self.cache = mode, tokenizer, config, cache
@@ -96,6 +100,7 @@ class Learner:
         self.misheard: dict[str, set[str]] = {}  # taught term (key) -> the words corrections of it replaced, for the guard
         self.steps = 0
         self.last_update: UpdateResult | None = None
+        self.abandon = threading.Event()  # set from another thread: a running update stops and is undone
 
     # ---------------------------------------------------------------- examples
 
@@ -176,10 +181,6 @@ class Learner:
             self._backward([example])
         self.accumulated = len(self.pending)
 
-    def holds_taught_term(self, text: str) -> bool:
-        """Whether ``text`` writes a term that corrections taught."""
-        return bool(written_terms(text, self.taught_terms))
-
     def keep_canary(self, entry: CacheEntry) -> bool:
         """Keep an accepted transcript as a canary (checked before and after each update); False if it cannot be scored."""
         try:
@@ -259,6 +260,8 @@ class Learner:
         try:
             self._backward(replayed)  # earlier corrections, so that new ones do not push them out
             for inner in range(t.inner_steps):
+                if self.abandon.is_set():
+                    raise UpdateAbandoned("the update was stopped: the session is ending")
                 if inner > 0:  # the same batch again, from the cache
                     for example in batch:
                         self._backward([example])

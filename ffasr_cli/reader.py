@@ -9,16 +9,22 @@ Each 30 s window is encoded once and read up to three times from that encoder ou
 
 The term guard (``guard.py``) shows the adapted words only where they agree with the base reading
 or confidently write a term a correction taught; the glossary reading adds a term only under the
-same test. What the learner taught (the terms, the words each was misheard as, whether the
-adapter was updated) is read from the ``Learner``.
+same test. What the learner taught (the adapter's weights, the terms, the words each was misheard
+as) reaches the reader only when the learner publishes it (``adopt``): while an update trains in
+another thread, decoding goes on with the last finished one, and the new one is swapped in whole,
+between two windows.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from whisper.decoding import DecodingOptions
 
 from .audio import is_silent, load_audio, read_windows
@@ -26,16 +32,50 @@ from .cache import CacheEntry
 from .capture import WindowCapture, decode_window, decode_with_base, encode
 from .config import DecodingConfig
 from .corrections import holds_spelling
+from .evaluate import written_terms
 from .guard import added_terms, guarded_text, word_logprobs
 from .learner import Learner
 from .lora import disabled_adapters
 
 
+@dataclass(frozen=True)
+class Learned:
+    """What the learner has taught, as the reader last adopted it."""
+
+    steps: int = 0  # updates applied: 0 means the adapter is still the identity
+    terms: frozenset[str] = frozenset()  # the terms the guard lets the adapter write
+    misheard: dict[str, frozenset[str]] = field(default_factory=dict)  # term key -> words a correction of it replaced
+
+
 class Reader:
-    def __init__(self, model, tokenizer, config: DecodingConfig, device: str, cache_dtype, learner: Learner):
+    def __init__(self, model, tokenizer, config: DecodingConfig, device: str, cache_dtype):
         self.model, self.tokenizer, self.config = model, tokenizer, config
-        self.device, self.cache_dtype, self.learner = device, cache_dtype, learner
+        self.device, self.cache_dtype = device, cache_dtype
         self.glossary: list[str] = []  # learned and added terms, most used first; the prompt takes what fits
+        self.learned = Learned()
+        self.lock = threading.Lock()  # held while a window is read, and while a new adapter is swapped in
+        self.apart = False  # True once the reader decodes with a copy of the model of its own
+
+    def read_apart(self) -> None:
+        """Decode with a copy of the model of its own, so that a learner can train the original in
+        another thread: the copy changes only in ``adopt``."""
+        self.model, self.apart = copy.deepcopy(self.model), True
+
+    def adopt(self, learner: Learner) -> None:
+        """Take what ``learner`` has taught now: the terms and misheard words, and (with a model of
+        its own) the adapter's weights, all at once, between two windows."""
+        learned = Learned(learner.steps, frozenset(learner.taught_terms), {k: frozenset(v) for k, v in learner.misheard.items()})
+        with self.lock:
+            if self.apart:
+                ours = dict(self.model.named_parameters())
+                with torch.no_grad():
+                    for name, p in learner.trainable.items():
+                        ours[name].copy_(p)
+            self.learned = learned
+
+    def writes_taught_term(self, text: str) -> bool:
+        """Whether ``text`` writes a term that corrections taught."""
+        return bool(written_terms(text, self.learned.terms))
 
     # ---------------------------------------------------------------- the glossary prompt
 
@@ -79,8 +119,12 @@ class Reader:
         # would only hallucinate there.
         silence = self.config.silence_dbfs
         samples = read_windows(audio, max_seconds=self.config.max_audio_seconds)
-        captures = (self._read_window(w, options, keep, glossary) for w in samples if not is_silent(w, silence))
+        captures = (self._locked_read(w, options, keep, glossary) for w in samples if not is_silent(w, silence))
         return tuple(c for c in captures if not self._no_speech(c))
+
+    def _locked_read(self, samples: np.ndarray, options: DecodingOptions, keep: str | None, glossary: str | None) -> WindowCapture:
+        with self.lock:  # one adapter and one ``learned`` for the whole window
+            return self._read_window(samples, options, keep, glossary)
 
     def _read_window(self, samples: np.ndarray, options: DecodingOptions, keep: str | None, glossary: str | None) -> WindowCapture:
         """Read one window; once the adapter has been updated, check it against the base model.
@@ -106,7 +150,8 @@ class Reader:
         (``guard.added_terms``), unless the prompted reading loops.
         """
         mel, features = encode(self.model, samples, options.fp16)
-        adapted = self.learner.steps > 0
+        learned = self.learned
+        adapted = learned.steps > 0
         guard = adapted and self.config.term_guard
         if guard:
             capture, base = decode_with_base(self.model, mel, features, options, keep, self.cache_dtype)
@@ -119,12 +164,12 @@ class Reader:
                     base = decode_window(self.model, mel, features, options, keep, self.cache_dtype)
             return base
         if guard:
-            text = self._guarded(base, capture, self.learner.taught_terms)
+            text = self._guarded(base, capture, learned.terms)
         if glossary:
             with disabled_adapters(self.model):
                 prompted = decode_window(self.model, mel, features, dataclasses.replace(options, prompt=glossary), None, self.cache_dtype)
             if not self._loops(prompted):
-                terms = self.learner.taught_terms | set(self.glossary)  # terms the user added were never taught
+                terms = learned.terms | set(self.glossary)  # terms the user added were never taught
                 text = added_terms(text, self._guarded(base, prompted, terms), terms)
         return dataclasses.replace(capture, text=text)
 
@@ -137,7 +182,7 @@ class Reader:
         return guarded_text(
             base.text, reading.text, terms,
             self._word_logprobs(reading), d.term_min_logprob, self._word_logprobs(base), d.base_sure_logprob,
-            self.learner.misheard, d.misheard_min_logprob,
+            self.learned.misheard, d.misheard_min_logprob,
         )  # fmt: skip
 
     def _word_logprobs(self, capture: WindowCapture) -> list[float] | None:

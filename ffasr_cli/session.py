@@ -8,13 +8,21 @@
 3. When ``accumulation_steps`` corrections are pending, the update runs; its checkpoint is saved
    atomically (naming the corrections it applied), then the store is told. On the next start,
    the newest readable checkpoint is loaded and whatever is still pending is accumulated again.
+
+With ``background=True`` (``ffasr listen``), step 2 records and spills the correction at once and
+leaves the rest to a learner thread (``LearnerThread``): the gradient, the update, its checkpoint.
+Decoding goes on meanwhile with a copy of the model that takes the new weights only when an update
+is saved (``Reader.adopt``); what the thread finished is read with ``Session.finished()``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +35,7 @@ from .store import Store
 
 if TYPE_CHECKING:  # torch and whisper: open() imports them once the state dir is ours
     from .agent import ASRAgent
-    from .learner import UpdateResult
+    from .learner import Example, UpdateResult
 
 log = logging.getLogger(__name__)
 
@@ -51,28 +59,93 @@ class Taught:
     terms: tuple[str, ...]  # words of the label the model got wrong
 
 
+class LearnerThread:
+    """The learner on a thread of its own: jobs run one at a time, in the order given.
+
+    What a job returns (an update, a refusal) and what it raises are handed back through
+    ``finished()``, to the thread that talks to the user.
+    """
+
+    def __init__(self, learner):
+        self.learner = learner
+        self.jobs: queue.Queue = queue.Queue()
+        self.results: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="ffasr-learner", daemon=True)
+        self.thread.start()
+
+    def submit(self, job: Callable[[], object]) -> None:
+        self.jobs.put(job)
+
+    @property
+    def busy(self) -> bool:
+        return self.jobs.unfinished_tasks > 0
+
+    def finished(self) -> list:
+        """What the jobs finished since the last call (results and exceptions), oldest first."""
+        done = []
+        while not self.results.empty():
+            done.append(self.results.get())
+        return done
+
+    def stop(self, finish: bool) -> None:
+        """End the thread: after the jobs given so far (``finish``), or now, undoing a running update."""
+        if not finish:
+            self._drop_waiting()
+            self.learner.abandon.set()
+        self.jobs.put(None)
+        self.thread.join()
+
+    def _drop_waiting(self) -> None:
+        while True:
+            try:
+                self.jobs.get_nowait()
+            except queue.Empty:
+                return
+            self.jobs.task_done()
+
+    def _run(self) -> None:
+        from .learner import UpdateAbandoned
+
+        while (job := self.jobs.get()) is not None:
+            try:
+                result = job()
+            except UpdateAbandoned:  # undone: its corrections stay pending on disk
+                result = None
+            except BaseException as error:  # handed to the user's thread, which reports it
+                result = error
+            if result is not None:
+                self.results.put(result)
+            self.jobs.task_done()
+        self.jobs.task_done()
+
+
 def _accepts(heard: Heard, label: str | None) -> bool:
     """Whether ``label`` says the transcript was right: no label, or the very same words."""
     return label is None or label.strip() == heard.text.strip()
 
 
 class Session:
-    def __init__(self, agent: ASRAgent, store: Store, files: ProfileFiles, profile: str, command: str):
+    def __init__(self, agent: ASRAgent, store: Store, files: ProfileFiles, profile: str, command: str, background: bool = False):
         self.agent, self.store, self.files, self.profile = agent, store, files, profile
         self.cache_identity = {**agent.identity(), "mode": agent.config.training.mode}
         self.store.ensure_profile(profile, self.cache_identity["model"], agent.config.training.mode)
         self.session_id = store.start_session(profile, command)
         self.learn_weights = True  # False: a baseline that only fills the glossary (--no-learn)
         self._resume()
+        self.learner_thread: LearnerThread | None = None
+        if background:
+            agent.reader.read_apart()
+            self.learner_thread = LearnerThread(agent.learner)
 
     @classmethod
-    def open(cls, state_dir: Path, profile: str, config: Config, command: str, *, lock_timeout: float = 0.0, seed: int = 0) -> Session:
+    def open(cls, state_dir: Path, profile: str, config: Config, command: str, *, lock_timeout: float = 0.0, seed: int = 0,
+             background: bool = False) -> Session:  # fmt: skip
         store = Store.open(Path(state_dir), lock_timeout=lock_timeout)  # first: a busy state dir is refused before torch loads
         try:
             from .agent import ASRAgent
 
             files = ProfileFiles(Path(state_dir), profile)
-            return cls(ASRAgent(config=config, seed=seed), store, files, profile, command)
+            return cls(ASRAgent(config=config, seed=seed), store, files, profile, command, background)
         except BaseException:
             store.close()
             raise
@@ -101,6 +174,7 @@ class Session:
         self._restore_canaries(since)
         self._restore_pending()
         learner.vocabulary_is(t.term for t in self.store.terms(self.profile))
+        agent.publish()
         self.refresh_glossary()
 
     def _misheard_from_store(self) -> None:
@@ -204,7 +278,7 @@ class Session:
         in it): the interaction is recorded as rejected, nothing is learned.
         """
         if heard.cache_id is None:
-            return Taught(heard.text, source, None, "nothing was heard", len(self.agent.learner.pending), None, ())
+            return Taught(heard.text, source, None, "nothing was heard", self.waiting(), None, ())
         if refused is not None:
             return self._reject(heard, label or "", source, refused)
         if _accepts(heard, label):
@@ -242,21 +316,55 @@ class Session:
         fewer of its sentences it would learn from.
         """
         learn = self.learn_weights and self.agent.config.training.learn_confirmed
-        return learn and self.agent.learner.holds_taught_term(heard.text)
+        return learn and self.agent.reader.writes_taught_term(heard.text)
 
     def _learn(self, heard: Heard, label: str, source: str, confirms: bool = False) -> Taught:
-        """Accumulate ``label``'s loss from the cache, spill it, record it pending; update when enough are.
+        """Check ``label``, spill it and record it pending, then learn it: its loss from the cache,
+        accumulated, and the update when enough are pending (in the learner thread, if there is one).
 
         Raises ``CorrectionRejected`` (nothing learned or recorded) for a label the agent refuses.
         """
         started = time.perf_counter()
-        loss = self.agent.compute_loss_from_cache(heard.cache_id, label, confirms=confirms)
-        entry = self.agent.learner.pending[-1]
-        self.files.spill(self.agent.cache.get(heard.cache_id), entry.label, self.cache_identity)
-        self._record(heard, entry.label, source, "pending", loss=float(loss), update_ms=1000 * (time.perf_counter() - started))
-        terms = self._remember_terms(entry.terms)
+        example = self.agent.example(heard.cache_id, label, confirms)
+        if self.learner_thread is not None:  # on disk before this returns: Ctrl-C now loses nothing
+            self._keep_pending(heard, example, source, loss=None, started=started)
+            self.learner_thread.submit(lambda: self._learn_example(example))
+            return Taught(example.label, source, None, None, self.waiting(), None, self._remember_terms(example.terms))
+        loss = self._accumulate(example)
+        self._keep_pending(heard, example, source, loss=loss, started=started)
+        terms = self._remember_terms(example.terms)
         update = self._step_if_ready()
-        return Taught(entry.label, source, float(loss), None, len(self.agent.learner.pending), update, terms)
+        return Taught(example.label, source, loss, None, self.waiting(), update, terms)
+
+    def _keep_pending(self, heard: Heard, example: Example, source: str, loss: float | None, started: float) -> None:
+        self.files.spill(example.entry, example.label, self.cache_identity)
+        self._record(heard, example.label, source, "pending", loss=loss, update_ms=1000 * (time.perf_counter() - started))
+
+    def _learn_example(self, example: Example) -> UpdateResult | str | None:
+        """In the learner thread: accumulate ``example`` and update when the batch is complete;
+        returns the update, or why the example was refused after all."""
+        try:
+            self._accumulate(example)
+        except CorrectionRejected as error:
+            self.store.set_status([example.cache_id], "rejected", str(error))
+            self.files.drop_pending([example.cache_id])
+            return f"refused: {error}"
+        return self._step_if_ready()
+
+    def _accumulate(self, example: Example) -> float:
+        """The example's gradient, accumulated; what it taught is the reader's at once (the guard, the glossary reading)."""
+        loss = self.agent.learner.learn(example)
+        self.agent.publish()
+        return loss
+
+    def waiting(self) -> int:
+        """Corrections (and confirmed sentences) waiting for the next update, learned or queued."""
+        queued = self.learner_thread.jobs.unfinished_tasks if self.learner_thread else 0
+        return len(self.agent.learner.pending) + queued
+
+    def finished(self) -> list:
+        """What the learner thread finished since the last call: updates, refusals (text), errors."""
+        return self.learner_thread.finished() if self.learner_thread else []
 
     def _remember_terms(self, terms: tuple[str, ...]) -> tuple[str, ...]:
         """Keep ``terms`` in the profile's glossary (the store counts them); return them."""
@@ -266,19 +374,35 @@ class Session:
         return terms
 
     def step_now(self) -> UpdateResult | None:
-        """Update on whatever is pending, even fewer than ``accumulation_steps`` corrections."""
+        """Update on whatever is pending, even fewer than ``accumulation_steps`` corrections (in the
+        learner thread, if there is one: its result then comes from ``finished()``)."""
+        if self.learner_thread is not None:
+            self.learner_thread.submit(lambda: self._step_if_ready(force=True))
+            return None
         return self._step_if_ready(force=True)
 
     def _accept(self, heard: Heard) -> Taught:
         entry = self.agent.cache.get(heard.cache_id)
-        if self.agent.accept(heard.cache_id):  # a canary: saved, so that the next process checks updates against it too
-            self.files.save_example(entry, entry.text, self.cache_identity)
+        self.agent.cache.discard([heard.cache_id])
         self._record(heard, heard.text, "accepted", "accepted")
-        return Taught(heard.text, "accepted", None, None, len(self.agent.learner.pending), None, ())
+        self._on_learner(lambda: self._keep_canary(entry))
+        return Taught(heard.text, "accepted", None, None, self.waiting(), None, ())
+
+    def _keep_canary(self, entry) -> None:
+        """A canary, saved so that the next process checks updates against it too."""
+        if self.agent.learner.keep_canary(entry):
+            self.files.save_example(entry, entry.text, self.cache_identity)
+
+    def _on_learner(self, job: Callable[[], object]) -> None:
+        """Run ``job`` where the learner runs: here, or queued to the learner thread."""
+        if self.learner_thread is None:
+            job()
+        else:
+            self.learner_thread.submit(job)
 
     def _reject(self, heard: Heard, label: str, source: str, reason: str) -> Taught:
         self._record(heard, label, source, "rejected", reason=reason)
-        return Taught(label, source, None, reason, len(self.agent.learner.pending), None, ())
+        return Taught(label, source, None, reason, self.waiting(), None, ())
 
     def _record(self, heard: Heard, label: str, source: str, status: str, **extra) -> None:
         self.store.add_interaction(
@@ -287,7 +411,9 @@ class Session:
         )  # fmt: skip
 
     def _step_if_ready(self, force: bool = False) -> UpdateResult | None:
-        if not self.agent.step_if_ready(force):
+        """Run the update if the batch is complete; save it, record it, and only then let the reader
+        decode with it (so that what is decoded is always what is on disk)."""
+        if not self.agent.learner.step_if_ready(force):
             return None
         update = self.agent.last_update
         ids = list(update.corrections)
@@ -307,11 +433,16 @@ class Session:
         else:  # the corrections are replayed in later updates: their cache entries move to examples/
             self.store.mark_applied(self.profile, ids, list(update.terms), update.step)
             self.files.keep_examples(ids)
+        self.agent.publish()
         self.refresh_glossary()
         return update
 
-    def close(self) -> None:
+    def close(self, finish_learning: bool = True) -> None:
+        """End the session. The learner thread first finishes what it was given, or, without
+        ``finish_learning`` (Ctrl-C), undoes a running update: either way every correction is on disk."""
         try:
+            if self.learner_thread is not None:
+                self.learner_thread.stop(finish=finish_learning)
             self.store.end_session(self.session_id)
         finally:
             self.store.close()
