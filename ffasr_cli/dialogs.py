@@ -1,8 +1,9 @@
 """Reading ``dialogs.jsonl`` (replay input) and evaluation files, one checked row at a time.
 
 A dialog row: ``{"audio": ..., "correction": ...}`` (typed), ``{"audio": ..., "correction_audio":
-...}`` (spoken), both (a spoken correction the user saw heard wrong, then typed), or ``{"audio": ...}``
-(accepted); ``reference`` is the truth, for scoring only.
+...}`` (spoken), both (a spoken correction the user saw heard wrong, then typed), ``{"audio": ...}``
+(accepted), or ``{"audio": ..., "accepted": "the text shown"}`` (accepted as that text, as ``listen
+--save-audio`` records it); ``reference`` is the truth, for scoring only.
 An evaluation row: ``{"audio": ..., "reference": ..., "terms": [...]}``. Paths are relative to the
 JSONL file. A bad row becomes a ``BadRow`` with its line number, never an exception, so a replay can
 skip it (or, with ``--strict``, stop on it).
@@ -28,6 +29,7 @@ class Dialog:
     correction: str | None = None
     correction_audio: Path | None = None
     reference: str | None = None
+    accepted: str | None = None  # the transcript the user accepted (``listen --save-audio``)
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ def _dialog(row: dict, number: int, base: Path) -> Dialog | BadRow:
         "correction": _text(row, "correction", number),
         "correction_audio": _audio(row, "correction_audio", number, base, required=False),
         "reference": _text(row, "reference", number),
+        "accepted": _text(row, "accepted", number),
     }
     bad = next((v for v in fields.values() if isinstance(v, BadRow)), None)
     return bad or Dialog(number, **fields)

@@ -206,6 +206,13 @@ class Learner:
         """Whether one more pending example (a correction, or a confirmed sentence) completes the batch."""
         return self._batch_complete(added=1, added_corrections=int(correction))
 
+    def until_update(self) -> tuple[int, int]:
+        """How many more corrections complete the batch, and how many more examples of either kind."""
+        limit = 2 * self.config.accumulation_steps
+        corrections = next(k for k in range(1, limit + 1) if self._batch_complete(added=k, added_corrections=k))
+        either = next(k for k in range(1, limit + 1) if self._batch_complete(added=k))
+        return corrections, either
+
     def step_if_ready(self, force: bool = False) -> bool:
         """After ``accumulation_steps`` corrections (or anything pending, with ``force``), run one update; True when it ran."""
         if not self.pending or not (force or self._batch_complete()):

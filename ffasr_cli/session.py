@@ -292,8 +292,8 @@ class Session:
             terms = self._remember_terms(tuple(learned_terms(heard.text, label)))
             self._record(heard, label, source, "rejected", reason="not learned (--no-learn)")
             return Taught(label, source, None, None, 0, None, terms)
-        try:
-            return self._learn(heard, label, source)
+        try:  # a transcript accepted when it was recorded, and heard otherwise now, rides along as it did then
+            return self._learn(heard, label, source, confirms=source == "accepted")
         except CorrectionRejected as error:
             return self._reject(heard, label, source, str(error))
 

@@ -226,3 +226,22 @@ def test_a_spelling_the_prompt_hid_is_read_without_it(tmp_path):
     finally:
         session.close()
     assert label == "Zbigniew is fixing the roof on Sunday."
+
+
+def test_a_replayed_accepted_row_rides_along_as_it_did_when_recorded(tmp_path):
+    """``listen --save-audio`` writes what the user accepted; heard otherwise at replay, it is learned as that
+    text and rides along with the next batch, as a confirmed sentence did when it was recorded."""
+    import json
+
+    from ffasr_cli.dialogs import read_dialogs
+
+    rows = tmp_path / "dialogs.jsonl"
+    rows.write_text(json.dumps({"audio": str(clip("weather")), "accepted": "The weather is fine today, let's go for a walk."}) + "\n")
+    (dialog,) = read_dialogs(rows)
+    session = open_session(tmp_path / "state", accumulation_steps=2)
+    try:
+        taught = session.teach(session.hear(dialog.audio), dialog.accepted, "accepted")
+        assert taught.source == "accepted" and taught.rejected is None and taught.loss is not None
+        assert [e.confirms for e in session.agent.learner.pending] == [True]  # riding along, not one of the N corrections
+    finally:
+        session.close()

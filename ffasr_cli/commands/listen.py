@@ -238,8 +238,7 @@ def counters(session) -> str:
     n = session.agent.config.training.accumulation_steps
     riding = sum(e.confirms for e in learner.pending)
     corrections = len(learner.pending) - riding
-    more = next(k for k in range(1, 2 * n + 1) if learner._batch_complete(added=k, added_corrections=k))
-    either = next(k for k in range(1, 2 * n + 1) if learner._batch_complete(added=k))
+    more, either = learner.until_update()
     if either <= more:  # so many more of any kind make a batch
         when = f"{_count(either, 'more correction')} or confirmed sentence{'s' * (either != 1)}"
     else:

@@ -69,7 +69,7 @@ def _teach(session, dialog: Dialog, heard):
                 return session.teach(heard, spoken, "spoken")
     if typed is not None:
         return session.teach(heard, typed, "typed")
-    return session.teach(heard, None, "accepted")
+    return session.teach(heard, dialog.accepted, "accepted")
 
 
 @reports_errors
