@@ -26,7 +26,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -202,16 +202,14 @@ class Learner:
         corrections = sum(not e.confirms for e in self.pending) + added_corrections
         return corrections >= n or len(self.pending) + added >= 2 * n
 
-    def ready_with(self, correction: bool) -> bool:
-        """Whether one more pending example (a correction, or a confirmed sentence) completes the batch."""
-        return self._batch_complete(added=1, added_corrections=int(correction))
-
-    def until_update(self) -> tuple[int, int]:
-        """How many more corrections complete the batch, and how many more examples of either kind."""
+    def until_update(self, queued: Sequence[Example] = ()) -> tuple[int, int]:
+        """How many more corrections complete the batch, and how many more examples of either kind,
+        once the ``queued`` examples (given, not learned yet) are learned too."""
         limit = 2 * self.config.accumulation_steps
-        corrections = next(k for k in range(1, limit + 1) if self._batch_complete(added=k, added_corrections=k))
-        either = next(k for k in range(1, limit + 1) if self._batch_complete(added=k))
-        return corrections, either
+        added, corrections = len(queued), sum(not e.confirms for e in queued)
+        more = next(k for k in range(1, limit + 1) if self._batch_complete(added + k, corrections + k))
+        either = next(k for k in range(1, limit + 1) if self._batch_complete(added + k, corrections))
+        return more, either
 
     def step_if_ready(self, force: bool = False) -> bool:
         """After ``accumulation_steps`` corrections (or anything pending, with ``force``), run one update; True when it ran."""

@@ -133,6 +133,7 @@ class Session:
         self.learn_weights = True  # False: a baseline that only fills the glossary (--no-learn)
         self._resume()
         self.learner_thread: LearnerThread | None = None
+        self.queued: dict[int, Example] = {}  # given to the learner thread, not learned yet, by id(): in order, safe across threads
         if background:
             agent.reader.read_apart()
             self.learner_thread = LearnerThread(agent.learner)
@@ -278,7 +279,7 @@ class Session:
         in it): the interaction is recorded as rejected, nothing is learned.
         """
         if heard.cache_id is None:
-            return Taught(heard.text, source, None, "nothing was heard", self.waiting(), None, ())
+            return Taught(heard.text, source, None, "nothing was heard", len(self.waiting()), None, ())
         if refused is not None:
             return self._reject(heard, label or "", source, refused)
         if _accepts(heard, label):
@@ -297,12 +298,8 @@ class Session:
         except CorrectionRejected as error:
             return self._reject(heard, label, source, str(error))
 
-    def will_update(self, heard: Heard, label: str | None) -> bool:
-        """Whether teaching ``label`` now would run an update (it takes a moment: say so first)."""
-        return self.learns_from(heard, label) and self.agent.learner.ready_with(correction=not _accepts(heard, label))
-
     def learns_from(self, heard: Heard, label: str | None) -> bool:
-        """Whether teaching ``label`` would accumulate a loss (and so may run an update)."""
+        """Whether teaching ``label`` would accumulate a loss (a correction, or a confirmed sentence riding along)."""
         if heard.cache_id is None or not self.learn_weights:
             return False
         if _accepts(heard, label):
@@ -328,13 +325,14 @@ class Session:
         example = self.agent.example(heard.cache_id, label, confirms)
         if self.learner_thread is not None:  # on disk before this returns: Ctrl-C now loses nothing
             self._keep_pending(heard, example, source, loss=None, started=started)
+            self.queued[id(example)] = example
             self.learner_thread.submit(lambda: self._learn_example(example))
-            return Taught(example.label, source, None, None, self.waiting(), None, self._remember_terms(example.terms))
+            return Taught(example.label, source, None, None, len(self.waiting()), None, self._remember_terms(example.terms))
         loss = self._accumulate(example)
         self._keep_pending(heard, example, source, loss=loss, started=started)
         terms = self._remember_terms(example.terms)
         update = self._step_if_ready()
-        return Taught(example.label, source, loss, None, self.waiting(), update, terms)
+        return Taught(example.label, source, loss, None, len(self.waiting()), update, terms)
 
     def _keep_pending(self, heard: Heard, example: Example, source: str, loss: float | None, started: float) -> None:
         self.files.spill(example.entry, example.label, self.cache_identity)
@@ -353,14 +351,16 @@ class Session:
 
     def _accumulate(self, example: Example) -> float:
         """The example's gradient, accumulated; what it taught is the reader's at once (the guard, the glossary reading)."""
-        loss = self.agent.learner.learn(example)
+        try:
+            loss = self.agent.learner.learn(example)
+        finally:
+            self.queued.pop(id(example), None)
         self.agent.publish()
         return loss
 
-    def waiting(self) -> int:
-        """Corrections (and confirmed sentences) waiting for the next update, learned or queued."""
-        queued = self.learner_thread.jobs.unfinished_tasks if self.learner_thread else 0
-        return len(self.agent.learner.pending) + queued
+    def waiting(self) -> list[Example]:
+        """Corrections and confirmed sentences waiting for the next update: learned, then queued."""
+        return [*self.agent.learner.pending, *self.queued.values()]
 
     def finished(self) -> list:
         """What the learner thread finished since the last call: updates, refusals (text), errors."""
@@ -386,7 +386,7 @@ class Session:
         self.agent.cache.discard([heard.cache_id])
         self._record(heard, heard.text, "accepted", "accepted")
         self._on_learner(lambda: self._keep_canary(entry))
-        return Taught(heard.text, "accepted", None, None, self.waiting(), None, ())
+        return Taught(heard.text, "accepted", None, None, len(self.waiting()), None, ())
 
     def _keep_canary(self, entry) -> None:
         """A canary, saved so that the next process checks updates against it too."""
@@ -402,7 +402,7 @@ class Session:
 
     def _reject(self, heard: Heard, label: str, source: str, reason: str) -> Taught:
         self._record(heard, label, source, "rejected", reason=reason)
-        return Taught(label, source, None, reason, self.waiting(), None, ())
+        return Taught(label, source, None, reason, len(self.waiting()), None, ())
 
     def _record(self, heard: Heard, label: str, source: str, status: str, **extra) -> None:
         self.store.add_interaction(

@@ -324,13 +324,13 @@ def test_confirmed_sentences_ride_along_with_corrections(captures):
 
     teach("weather")
     teach("librivox_amiable")
-    assert not agent.step_if_ready() and not agent.learner.ready_with(correction=False)
+    assert not agent.step_if_ready() and agent.learner.until_update() == (3, 4)  # 3 corrections, or 4 of either kind
     teach("kubernetes_deploy", TEXTS["kubernetes_deploy"])
     teach("kubernetes_cluster", TEXTS["kubernetes_cluster"])
     assert not agent.step_if_ready()  # 2 corrections of 3, 4 pending of 6
-    assert agent.learner.ready_with(correction=True) and not agent.learner.ready_with(correction=False)
+    assert agent.learner.until_update() == (1, 2)
     teach("librivox_ill_disposed")
-    assert not agent.step_if_ready() and agent.learner.ready_with(correction=False)
+    assert not agent.step_if_ready() and agent.learner.until_update() == (1, 1)
     teach("kubernetes_dashboard", TEXTS["kubernetes_dashboard"])
     assert agent.step_if_ready() and len(agent.last_update.corrections) == 6
 

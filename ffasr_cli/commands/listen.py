@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -234,11 +234,11 @@ def loaded_line(session) -> str:
 
 def counters(session) -> str:
     """Corrections pending against ``accumulation_steps``, confirmed sentences riding along, and when the next update runs."""
-    learner = session.agent.learner
+    waiting, queued = session.waiting(), list(session.queued.values())
     n = session.agent.config.training.accumulation_steps
-    riding = sum(e.confirms for e in learner.pending)
-    corrections = len(learner.pending) - riding
-    more, either = learner.until_update()
+    riding = sum(e.confirms for e in waiting)
+    corrections = len(waiting) - riding
+    more, either = session.agent.learner.until_update(queued)
     if either <= more:  # so many more of any kind make a batch
         when = f"{_count(either, 'more correction')} or confirmed sentence{'s' * (either != 1)}"
     else:
@@ -351,18 +351,21 @@ def listen(
 
         from ..session import Session
 
-        with screen.busy("loading the model…"):
-            session = Session.open(state_dir(state), profile, settings, "listen", lock_timeout=wait, seed=seed)
+        with screen.busy("loading the model…"):  # learning runs in a thread of its own: the loop never waits for an update
+            session = Session.open(state_dir(state), profile, settings, "listen", lock_timeout=wait, seed=seed, background=True)
         loop = _Loop(session, source, lines, screen, log, interactive=interactive, continuous=continuous, max_seconds=max_seconds)
         screen.say(loaded_line(session), style="dim")
+        interrupted = False
         try:
             loop.run(max_utterances)
         except MicrophoneError as error:  # it stopped mid-session: what was taught is on disk already
             raise MicrophoneError(f"{error}; everything learned is saved") from None
+        except KeyboardInterrupt:  # a running update is undone; every correction is on disk already
+            interrupted = True
+            raise
         finally:
             screen.close()
-            loop.summary()
-            session.close()
+            loop.finish(interrupted)
 
 
 # ------------------------------------------------------------------------------- the loop
@@ -442,6 +445,7 @@ class _Loop:
     def _line(self) -> str | None:
         """The next line typed; None at the end of input. A microphone that stopped ends the wait."""
         while True:
+            self._report_learning()
             if not self.push_to_talk:
                 self.source.check()
             try:
@@ -460,6 +464,7 @@ class _Loop:
             self.say(f"ffasr: listening for {what} on {self.source.recorder.name}")
         with self.screen.busy(f"say {what}" if after is not None else ""):
             while (utterance := take(0.1)) is None:
+                self._report_learning()
                 if self.lines.exhausted():
                     return None
         return utterance.audio
@@ -572,6 +577,7 @@ class _Loop:
             self.say(f"ffasr: listening for speech on {self.source.recorder.name}")
         input_ended = False
         while True:
+            self._report_learning()
             self.source.check()
             if not input_ended:
                 try:
@@ -715,33 +721,47 @@ class _Loop:
 
     def _teach(self, line: _Line, label: str | None, source: str, quiet: bool = False) -> None:
         session, prefix = self.session, self._prefix(line)
-        known = known_terms(session)
-        will_step = session.will_update(line.heard, label)
-        with self.screen.busy("updating the model…" if will_step else "learning…", announce=will_step):
+        known, learning = known_terms(session), session.learns_from(line.heard, label)
+        with self.screen.busy("learning…"):  # a moment: it is saved here, learned in the learner's thread
             taught = session.teach(line.heard, label, source)
-        update = taught.update
-        tally = "" if update else f" · {counters(session)}"
+        tally = f" · {counters(session)}"
         if taught.rejected:
             self.say(f"{prefix}refused: {taught.rejected}", "yellow")
         elif taught.source == "accepted":
-            if taught.loss is not None:
+            if learning:
                 self.say(f"{prefix}accepted · learning from it (it holds a learned term){'' if quiet else tally}")
             elif not quiet:
                 self.say(f"{prefix}accepted{tally}")
         else:
             self.corrections += 1
-            loss = "" if taught.loss is None else f" · loss {taught.loss:.3f}"
-            self.say(f"{prefix}label: {taught.label}{loss}{tally}")
+            self.say(f"{prefix}label: {taught.label}{tally}")
             if new := [term for term in taught.terms if word_key(term) not in known]:
                 self.say(f"{prefix}new terms: {', '.join(new)}")
-        if update is not None:
-            if update.rolled_back:
-                self.say(f"update rolled back ({update.seconds:.2f} s): {update.undone} · {counters(session)}", "yellow")
+
+    def _report_learning(self) -> None:
+        """Say what the learner thread finished since the last look: updates, refusals; raise its errors."""
+        for done in self.session.finished():
+            if isinstance(done, BaseException):
+                raise done
+            if isinstance(done, str):
+                self.say(done, "yellow")
+            elif done.rolled_back:
+                self.say(f"update rolled back ({done.seconds:.2f} s): {done.undone} · {counters(self.session)}", "yellow")
             else:
                 self.steps += 1
-                count = len(update.corrections)
-                self.say(f"update {update.step}: loss {update.loss:.3f} · {update.seconds:.2f} s · {_count(count, 'example')} · "
-                         f"{counters(session)}")  # fmt: skip
+                count = len(done.corrections)
+                self.say(f"update {done.step}: loss {done.loss:.3f} · {done.seconds:.2f} s · {_count(count, 'example')} · "
+                         f"{counters(self.session)}")  # fmt: skip
+
+    def finish(self, interrupted: bool) -> None:
+        """End the session: the learner finishes what it was given (Ctrl-C: undoes a running update), then the summary."""
+        busy = self.session.learner_thread.busy and not interrupted
+        with self.screen.busy("finishing the update…", announce=busy) if busy else nullcontext():
+            self.session.close(finish_learning=not interrupted)
+        try:
+            self._report_learning()
+        finally:
+            self.summary()
 
     def summary(self) -> None:
         parts = [f"{_count(self.heard, 'utterance')}, {_count(self.corrections, 'correction')}, {_count(self.steps, 'update')}"]
