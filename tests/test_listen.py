@@ -7,6 +7,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -376,11 +377,13 @@ class Lines:
 
     def __init__(self, stream):
         self.seen: list[str] = []
+        self.arrived: dict[str, float] = {}  # line -> when it was first read (time.monotonic)
         self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._run, args=(stream,), daemon=True).start()
 
     def _run(self, stream):
         for line in stream:
+            self.arrived.setdefault(line.rstrip("\n"), time.monotonic())
             self._queue.put(line.rstrip("\n"))
         self._queue.put(None)
 
@@ -507,7 +510,8 @@ def test_listen_learns_from_a_correction_on_a_virtual_microphone(virtual_mic, tm
 def test_continuous_dictation_keeps_every_utterance_while_an_update_runs_and_corrects_an_earlier_line(virtual_mic, tmp_path):
     state = tmp_path / "state"
     config = tmp_path / "config.yaml"
-    config.write_text("training:\n  accumulation_steps: 1\n")  # every correction is an update
+    # every correction is an update, and a long one (100 optimizer steps): the six are said while it runs
+    config.write_text("training:\n  accumulation_steps: 1\n  inner_steps: 100\n")
     six = six_in_a_row(tmp_path)
     child, out, err = start_listen(virtual_mic, "--continuous", "--state-dir", str(state), "--config", str(config), "--silence", "0.4")
     try:
@@ -517,9 +521,11 @@ def test_continuous_dictation_keeps_every_utterance_while_an_update_runs_and_cor
         assert out.wait_for(lambda line: line.strip() != "", timeout=300).startswith("1: Deploy the new service")
         answer(child, "1: Deploy the new service to Kubernetes tonight.")
         player = play(six, virtual_mic, wait=False)  # said while the update runs
-        err.wait_for(lambda line: line.startswith("update 1:"), timeout=300)
+        update = err.wait_for(lambda line: line.startswith("update 1:"), timeout=300)
         assert player.wait(timeout=120) == 0
         lines = [out.wait_for(lambda line: line.strip() != "", timeout=300) for _ in SIX]
+        # decoding went on while the update trained: the first of the six was on screen before it finished
+        assert out.arrived[lines[0]] < err.arrived[update], (out.arrived, err.arrived)
         assert [line.split(":")[0] for line in lines] == ["2", "3", "4", "5", "6", "7"], lines
         assert [word in line for line, (_, word) in zip(lines, SIX)] == [True] * 6, lines
         answer(child, "5: Xochitl is running late for the standup.")  # the third-to-last line
@@ -537,6 +543,36 @@ def test_continuous_dictation_keeps_every_utterance_while_an_update_runs_and_cor
                             ("typed", "applied", "Xochitl is running late for the standup.")]  # fmt: skip
     assert updates == ["applied", "applied"] and set(terms) == {"Kubernetes", "Xochitl"}
     assert "5 open lines not learned from" in err.seen[-1]
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_an_update_loses_no_correction(virtual_mic, tmp_path):
+    """A correction confirmed, its update running in the background, then Ctrl-C: the update is undone,
+    the correction is on disk as pending, and the next start learns it."""
+    state, config = tmp_path / "state", tmp_path / "config.yaml"
+    config.write_text("training:\n  accumulation_steps: 1\n  inner_steps: 100\n")  # an update of many seconds
+    child, out, err = start_listen(virtual_mic, "--state-dir", str(state), "--config", str(config))
+    try:
+        err.wait_for(lambda line: "listening" in line, timeout=300)
+        play(DATA / "kubernetes_deploy.wav", virtual_mic)
+        out.wait_for(lambda line: line.strip() != "", timeout=300)
+        answer(child, "Deploy the new service to Kubernetes tonight.")
+        err.wait_for(lambda line: line.startswith("label:"), timeout=300)
+        time.sleep(2)  # the update is training now
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=60) == 130, err.seen
+        err.read_to_end(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert not [line for line in err.seen if line.startswith("update 1:") or "Traceback" in line], err.seen
+    assert err.seen[-1] == "ffasr: interrupted; everything learned and pending is saved", err.seen
+    interactions, updates, terms = learned(state)
+    assert interactions == [("typed", "pending", "Deploy the new service to Kubernetes tonight.")] and updates == []
+    assert terms == ["Kubernetes"] and len(list((state / "profiles/default/pending").glob("*.safetensors"))) == 1
+    stats = json.loads(subprocess.run(FFASR + ["stats", "--json", "--state-dir", str(state)], capture_output=True, text=True).stdout)
+    assert stats["interactions"]["by_status"]["pending"] == 1 and stats["interactions"]["by_source"]["typed"] == 1
 
 
 @pytest.mark.slow
