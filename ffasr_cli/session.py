@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -57,6 +58,9 @@ class Taught:
     pending: int  # corrections waiting for the next update
     update: UpdateResult | None  # the update this correction completed, if any
     terms: tuple[str, ...]  # words of the label the model got wrong
+
+
+LEARNER_NICENESS = 10  # of 19: decoding, at 0, gets ~10x the CPU time of an update when both want it
 
 
 class LearnerThread:
@@ -106,6 +110,7 @@ class LearnerThread:
     def _run(self) -> None:
         from .learner import UpdateAbandoned
 
+        _yield_the_cpu()
         while (job := self.jobs.get()) is not None:
             try:
                 result = job()
@@ -117,6 +122,15 @@ class LearnerThread:
                 self.results.put(result)
             self.jobs.task_done()
         self.jobs.task_done()
+
+
+def _yield_the_cpu() -> None:
+    """Lower this thread's priority (and that of the threads it starts: torch's workers): on a busy
+    machine an update may take longer, but what the user says is decoded first."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LEARNER_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not allowed: the update just competes as usual
+        pass
 
 
 def _accepts(heard: Heard, label: str | None) -> bool:
