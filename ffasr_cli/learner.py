@@ -204,11 +204,11 @@ class Learner:
 
     def until_update(self, queued: Sequence[Example] = ()) -> tuple[int, int]:
         """How many more corrections complete the batch, and how many more examples of either kind,
-        once the ``queued`` examples (given, not learned yet) are learned too."""
+        once the ``queued`` examples (given, not learned yet) are learned too; 0 when it is complete."""
         limit = 2 * self.config.accumulation_steps
         added, corrections = len(queued), sum(not e.confirms for e in queued)
-        more = next(k for k in range(1, limit + 1) if self._batch_complete(added + k, corrections + k))
-        either = next(k for k in range(1, limit + 1) if self._batch_complete(added + k, corrections))
+        more = next(k for k in range(limit + 1) if self._batch_complete(added + k, corrections + k))
+        either = next(k for k in range(limit + 1) if self._batch_complete(added + k, corrections))
         return more, either
 
     def step_if_ready(self, force: bool = False) -> bool:

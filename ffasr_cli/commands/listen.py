@@ -239,6 +239,8 @@ def counters(session) -> str:
     riding = sum(e.confirms for e in waiting)
     corrections = len(waiting) - riding
     more, either = session.agent.learner.until_update(queued)
+    if more == 0:
+        return f"corrections {corrections}/{n} · riding along {riding} · updating in the background"
     if either <= more:  # so many more of any kind make a batch
         when = f"{_count(either, 'more correction')} or confirmed sentence{'s' * (either != 1)}"
     else:
