@@ -3,6 +3,8 @@
     python benchmarks/learning.py                 # all rows on dev; the main rows on the other slices;
                                                   # the espeak-taught rows on the held-out ones (~5.3 h on 2 cores)
     python benchmarks/learning.py --rows dev=encoder,prompt --slices dev --seeds 1 --quick
+    python benchmarks/learning.py --rows "dev=encoder,encoder restarts/5" --slices dev --seeds 1 --curve none \
+        --out benchmarks/results/learning_restarts.json   # taught 5 dialogs per process, next to one process
 
 Each row replays the training dialogs into a fresh state dir through the same code as
 ``ffasr replay`` (``run_replay``: predict → score → learn), then scores the eval sets:
@@ -11,6 +13,8 @@ on general TTS speech and on real human speech (Debian's asterisk prompts, if ge
 The default row and the weights-alone row are trained with three seeds and pooled: training is
 sensitive to them (one sentence more or less per slice), and one run would report that noise as
 a result.
+"ROW restarts/N" replays the training dialogs N per process, as a user who teaches a few
+corrections and closes ffasr; the row without it is one process for all of them.
 Each result also lists where it went wrong (``errors``: missed terms, insertions, wrong labels).
 Results: benchmarks/results/learning.json, learning.md (the table), learning_curve.png.
 The data comes from scripts/make_speech.py and scripts/asterisk_set.py.
@@ -66,6 +70,7 @@ MAIN_ROWS = "plain,prompt,holler,logits,encoder,encoder+glossary,encoder no-guar
 # "ROW @espeak": ROW trained on the same dialogs spoken by espeak-ng (train_SLICE_espeak.jsonl), a voice
 # no setting was tuned on, so that its espeak test sentences are in the user's own voice
 TRAINING_VOICES = ("espeak",)
+RESTARTS = " restarts/"  # "ROW restarts/5": ROW with the training dialogs replayed 5 per process
 HELDOUT_ROWS = MAIN_ROWS + ",prompt @espeak,holler @espeak,encoder @espeak,encoder+glossary @espeak"
 SLICE_ROWS = {  # rows run on each slice by default
     # every row but full mode's (its gradients equal encoder mode's bit for bit: tests/test_engine.py)
@@ -87,9 +92,21 @@ SEEDED_ROWS = (DEFAULT_ROW, "encoder")
 
 
 def split_row(name: str) -> tuple[str, str]:
-    """'encoder @espeak' -> ('encoder', 'espeak'); 'encoder' -> ('encoder', '')."""
-    base, _, voice = name.partition(" @")
+    """'encoder @espeak' -> ('encoder', 'espeak'); 'encoder' -> ('encoder', ''); 'encoder restarts/5' -> ('encoder', '')."""
+    base, _, voice = name.partition(RESTARTS)[0].partition(" @")
     return base, voice
+
+
+def dialogs_per_process(name: str) -> int | None:
+    """'encoder restarts/5' -> 5; 'encoder' -> None: all dialogs in one process."""
+    count = name.partition(RESTARTS)[2]
+    return int(count) if count else None
+
+
+def known_row(name: str) -> bool:
+    base, voice = split_row(name)
+    count = name.partition(RESTARTS)[2]
+    return base in ROWS and voice in ("", *TRAINING_VOICES) and (not count or (count.isdigit() and int(count) > 0))
 
 
 def eval_files(data: Path, slice_name: str, quick: bool) -> list[Path]:
@@ -120,13 +137,23 @@ def run_row(args: tuple) -> dict:
     else:
         overrides, learn, glossary = ROWS[name]
         settings = load_config(None, glossary=glossary, **overrides)
+        size = dialogs_per_process(row) or len(dialogs)
+        runs = [dialogs[start : start + size] for start in range(0, len(dialogs), size)]
+        reports = []
         with tempfile.TemporaryDirectory() as state:
-            session = Session.open(Path(state), "bench", settings, "benchmark", seed=seed)
-            session.learn_weights = learn
-            try:
-                report = run_replay(session, dialogs, files, flush=True, curve=curve, source=train, before=False)
-            finally:
-                session.close()
+            for number, run in enumerate(runs, 1):
+                # Each run is a process of its own: Session.open builds a new ASRAgent (a new model, learner and
+                # reader) and reads all it knows back from the state dir, as `ffasr` started again does.
+                # Pending corrections carry over on disk; only the last run flushes them and is scored.
+                last = number == len(runs)
+                session = Session.open(Path(state), "bench", settings, "benchmark", seed=seed)
+                session.learn_weights = learn
+                try:
+                    scored = files if last else []
+                    reports.append(run_replay(session, run, scored, flush=last, curve=curve, source=train, before=False))
+                finally:
+                    session.close()
+        report = joined(reports)
     after = {file: entry["metrics"]["after"] for file, entry in report["eval"].items()}
     if "soundalike.jsonl" in report["eval"]:  # stricter than the per-sentence term: any of the slice's terms
         after["soundalike.jsonl"]["any_term_insertions"] = any_term_insertions(report["eval"]["soundalike.jsonl"]["after"], data / f"terms_{slice_name}.jsonl")
@@ -137,6 +164,15 @@ def run_row(args: tuple) -> dict:
         "rejected": summary.get("rejected"), "terms": summary.get("learned_terms"), "curve": report.get("curve", []),
         "errors": errors(report, data / f"terms_{slice_name}.jsonl"),
     }  # fmt: skip
+
+
+def joined(reports: list[dict]) -> dict:
+    """The reports of replays one after another on one state dir as one: every dialog, the last one's scores."""
+    last = reports[-1]
+    keys = ("steps", "rolled_back", "rejected", "total_update_seconds")
+    summed = {key: round(sum(r["summary"][key] for r in reports), 3) for key in keys}
+    return {**last, "summary": {**last["summary"], **summed}, "dialogs": [d for r in reports for d in r["dialogs"]],
+            "curve": [point for r in reports for point in r["curve"]]}  # fmt: skip
 
 
 def errors(report: dict, terms_file: Path) -> dict:
@@ -231,6 +267,47 @@ def pooled(runs: list[dict]) -> dict:
     return {**runs[0], **mean, "metrics": metrics, "seed": [r["seed"] for r in runs]}
 
 
+def term_hits(metrics: dict) -> int:
+    """Sentences of a term test set whose transcript holds the term."""
+    return round(metrics["term_recall"] * metrics["utterances"] / 100)
+
+
+def restarts_table(results: list[dict]) -> str:
+    """Each row taught N dialogs per process next to the same row taught in one process, slice by slice:
+    term recall on unseen sentences and sound-alike sentences holding a term of the slice, summed over
+    seeds, and how many sentences the restarts moved each (per run)."""
+    header = ["row", "slice", "recall, one process", "with restarts", "sentences apart",
+              "sound-alikes with a term, one process", "with restarts", "sentences apart",
+              "updates, one process", "with restarts"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in dict.fromkeys(r["row"] for r in results if dialogs_per_process(r["row"])):
+        one_process = row.partition(RESTARTS)[0]
+        for slice_name in sorted({r["slice"] for r in results}):
+            a, b = (counts([r for r in results if (r["row"], r["slice"]) == (name, slice_name)], slice_name)
+                    for name in (one_process, row))
+            if not a["runs"] or not b["runs"]:
+                continue
+
+            def apart(key: str) -> str:
+                return f"{b[key] / b['runs'] - a[key] / a['runs']:+g}"
+
+            recall = [f"{100 * c['hits'] / c['said']:.1f} ({c['hits']}/{c['said']})" for c in (a, b)]
+            cells = [row, slice_name, *recall, apart("hits"), str(a["sound"]), str(b["sound"]), apart("sound"),
+                     f"{a['updates'] / a['runs']:g}", f"{b['updates'] / b['runs']:g}"]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def counts(runs: list[dict], slice_name: str) -> dict:
+    """One row's runs on one slice, summed: test sentences with the term written and said, sound-alikes with a term, updates."""
+    terms = [r["metrics"][f"terms_{slice_name}.jsonl"] for r in runs]
+    return {
+        "runs": len(runs), "hits": sum(map(term_hits, terms)), "said": sum(m["utterances"] for m in terms),
+        "sound": sum(r["metrics"]["soundalike.jsonl"]["any_term_insertions"] for r in runs),
+        "updates": sum(r["updates"] or 0 for r in runs),
+    }  # fmt: skip
+
+
 def overview(results: list[dict]) -> str:
     """One line per row run on more than one slice: term recall per slice, pooled over seeds, and
     pooled over the tuning and the held-out slices; sound-alikes with any term of the slice; the
@@ -242,7 +319,7 @@ def overview(results: list[dict]) -> str:
 
     def recall(runs: list[dict], espeak: bool = False) -> str:
         scored = [m for m in (terms_file(r, espeak) for r in runs) if m]
-        hits = sum(round(m["term_recall"] * m["utterances"] / 100) for m in scored)
+        hits = sum(term_hits(m) for m in scored)
         total = sum(m["utterances"] for m in scored)
         return f"{100 * hits / total:.1f} ({hits}/{total})" if total else "–"
 
@@ -351,9 +428,10 @@ def main() -> None:
     jobs = []
     for slice_name in args.slices.split(","):
         names = [n.strip() for n in rows.get(slice_name, "").split(",") if n.strip()]
-        unknown = [n for n, (base, voice) in zip(names, map(split_row, names)) if base not in ROWS or voice not in ("", *TRAINING_VOICES)]
+        unknown = [n for n in names if not known_row(n)]
         if unknown:
-            sys.exit(f"unknown rows: {unknown}; known: {list(ROWS)}, each also as 'ROW @VOICE' for VOICE in {TRAINING_VOICES}")
+            sys.exit(f"unknown rows: {unknown}; known: {list(ROWS)}, each also as 'ROW @VOICE' for VOICE in {TRAINING_VOICES}"
+                     f" and as 'ROW{RESTARTS}N' (N dialogs per process)")
         jobs += [(n, slice_name, args.data, args.quick, False, seed) for n in names for seed in range(args.seeds if split_row(n)[0] in SEEDED_ROWS else 1)]
     if args.curve in ROWS:  # first: the longest job, so that it does not run alone at the end
         jobs.insert(0, (args.curve, "dev", args.data, args.quick, True, 0))
@@ -383,7 +461,8 @@ def earlier_results(out: Path, jobs: list[tuple]) -> list[dict]:
 
 
 def write_results(results: list[dict], out: Path) -> str:
-    """learning.json, learning.md (the table) and learning_curve.png from the rows finished so far."""
+    """learning.json, learning.md (the tables; first, if any row has restarts, those rows next to one
+    process) and learning_curve.png from the rows finished so far."""
     import torch
     import whisper
 
@@ -396,7 +475,8 @@ def write_results(results: list[dict], out: Path) -> str:
                "torch": torch.__version__, "whisper": whisper.__version__, "date": time.strftime("%Y-%m-%d")}  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "results": results, "curves": curves}, indent=2))
-    markdown = overview(results) + "\n" + table(results)
+    restarts = restarts_table(results) + "\n\n" if any(dialogs_per_process(r["row"]) for r in results) else ""
+    markdown = restarts + overview(results) + "\n" + table(results)
     out.with_suffix(".md").write_text(markdown + "\n")
     if all(c.get("base") for c in curves):
         plot_curve(curves, out.parent / "learning_curve.png")
