@@ -702,7 +702,7 @@ def test_rollback_and_reset_show_in_stats(tmp_path):
 
 TRACED = """
 import os, signal, sys, time
-from ffasr_cli import agent, session, state
+from ffasr_cli import learner, session, state
 
 # Ctrl-C as in a terminal, even when the tests run in the background (which ignores SIGINT)
 signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -729,7 +729,7 @@ def traced(cls, attr, before, after=None):
 
 traced(session.Session, "_resume", "resume", "decode")
 traced(session.Session, "hear", "decode")
-traced(agent.ASRAgent, "_update", "update", "store")
+traced(learner.Learner, "_update", "update", "store")
 traced(state.ProfileFiles, "save_checkpoint", "save", "store")
 mark("start")
 from ffasr_cli.cli import main
