@@ -1,11 +1,12 @@
 """``Reader``: decoding — the readings of each window and the term guard that combines them.
 
-Each 30 s window is encoded once and read up to three times from that encoder output:
+Each 30 s window is encoded once and read up to three times from that encoder output, by small
+``Reading`` classes wired by one ``WindowTask`` (the shape of whisper's ``DecodingTask``); adding
+or dropping one is a line in ``Reader.readings``:
 
-- **adapted**: the decoder with the adapter (what the cache keeps for an update);
-- **base**: the decoder without it, once the adapter has been updated (one batch with the adapted
-  reading, ``capture.decode_with_base``);
-- **glossary**: the base decoder prompted with the learned terms (``decoding.glossary``).
+- ``AdaptedReading``: the decoder with the adapter (what the cache keeps for an update) and,
+  once the adapter has been updated, the decoder without it, in the same batch (the base reading);
+- ``GlossaryReading``: the base decoder prompted with the learned terms (``decoding.glossary``).
 
 The term guard (``guard.py``) shows the adapted words only where they agree with the base reading
 or confidently write a term a correction taught; the glossary reading adds a term only under the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +57,7 @@ class Reader:
         self.learned = Learned()
         self.lock = threading.Lock()  # held while a window is read, and while a new adapter is swapped in
         self.apart = False  # True once the reader decodes with a copy of the model of its own
+        self.readings: list[Reading] = [AdaptedReading(), GlossaryReading()]  # in this order: each amends the last one's text
 
     def read_apart(self) -> None:
         """Decode with a copy of the model of its own, so that a learner can train the original in
@@ -127,56 +130,18 @@ class Reader:
             return self._read_window(samples, options, keep, glossary)
 
     def _read_window(self, samples: np.ndarray, options: DecodingOptions, keep: str | None, glossary: str | None) -> WindowCapture:
-        """Read one window; once the adapter has been updated, check it against the base model.
-
-        Same encoder output, the decoder with the adapter and without, as one batch of two
-        (``capture.decode_with_base``):
-        - a repetition loop: whisper's own transcribe() treats a gzip compression ratio above 2.4
-          as a failed decode, and an adapter that over-learned a word can start one on unrelated
-          speech (seen: "Xxxxxxx…" after learning "Xochitl"). The base decode is the answer,
-          and the cache holds it.
-        - the term guard (``decoding.term_guard``, ``guard.py``): the adapted words stand only
-          where they agree with the base model or write a term a correction taught, with
-          confidence (``decoding.term_min_logprob``), over words the base model was unsure of
-          (``decoding.base_sure_logprob``) or that a correction of the term replaced
-          (``decoding.misheard_min_logprob``).
-        Before the first update the adapter is the identity: one decode.
-
-        With a ``glossary`` prompt (the term guard on), a third reading: the base model prompted
-        with the learned terms. The prompt never reaches the adapter: the two together wrote
-        learned terms into sound-alikes (docs/decisions.md, ``decoding.glossary``). The prompted
-        reading passes the same guard as the adapter's, against the unprompted base
-        reading; a term it writes where the adapted reading has none is added
-        (``guard.added_terms``), unless the prompted reading loops.
-        """
+        """Encode one window once, then let each of ``self.readings`` read it in turn (``WindowTask``)."""
         mel, features = encode(self.model, samples, options.fp16)
-        learned = self.learned
-        adapted = learned.steps > 0
-        guard = adapted and self.config.term_guard
-        if guard:
-            capture, base = decode_with_base(self.model, mel, features, options, keep, self.cache_dtype)
-        else:
-            capture = base = decode_window(self.model, mel, features, options, keep, self.cache_dtype)
-        text = capture.text
-        if adapted and self._loops(capture):
-            if not guard:
-                with disabled_adapters(self.model):
-                    base = decode_window(self.model, mel, features, options, keep, self.cache_dtype)
-            return base
-        if guard:
-            text = self._guarded(base, capture, learned.terms)
-        if glossary:
-            with disabled_adapters(self.model):
-                prompted = decode_window(self.model, mel, features, dataclasses.replace(options, prompt=glossary), None, self.cache_dtype)
-            if not self._loops(prompted):
-                terms = learned.terms | set(self.glossary)  # terms the user added were never taught
-                text = added_terms(text, self._guarded(base, prompted, terms), terms)
-        return dataclasses.replace(capture, text=text)
+        task = WindowTask(self, mel, features, options, keep, glossary, self.learned)
+        for reading in self.readings:
+            if not reading.read(task):
+                break
+        return dataclasses.replace(task.capture, text=task.text)
 
-    def _loops(self, capture: WindowCapture) -> bool:
+    def loops(self, capture: WindowCapture) -> bool:
         return capture.compression_ratio > self.config.compression_ratio_threshold
 
-    def _guarded(self, base: WindowCapture, reading: WindowCapture, terms: set[str]) -> str:
+    def guarded(self, base: WindowCapture, reading: WindowCapture, terms: set[str]) -> str:
         """``reading`` where it agrees with ``base`` or writes one of ``terms`` with the confidence ``guard.py`` asks."""
         d = self.config
         return guarded_text(
@@ -220,3 +185,89 @@ class Reader:
     def text(self, audio, prompt: str | None) -> str:
         """``audio`` read once with ``prompt``, nothing kept."""
         return " ".join(c.text for c in self.read(audio, None, prompt)).strip()
+
+
+# ---------------------------------------------------------------- the readings of one window
+
+
+@dataclass
+class WindowTask:
+    """One window being read: its encoder output once, and what the readings so far made of it."""
+
+    reader: Reader
+    mel: torch.Tensor
+    features: torch.Tensor
+    options: DecodingOptions
+    keep: str | None  # what the cache keeps for an update (None: nothing)
+    glossary: str | None  # the glossary prompt, if the glossary is read
+    learned: Learned
+    capture: WindowCapture | None = None  # the adapter's reading: what the cache holds
+    base: WindowCapture | None = None  # the base model's reading (the adapted one, until an update)
+    text: str = ""  # what the user is shown
+
+    def decode(self, options: DecodingOptions, keep: str | None, adapter: bool = True) -> WindowCapture:
+        reader = self.reader
+        with nullcontext() if adapter else disabled_adapters(reader.model):
+            return decode_window(reader.model, self.mel, self.features, options, keep, reader.cache_dtype)
+
+
+class Reading:
+    """One way to read a window. ``read`` amends the task; False: the window's text is final."""
+
+    def read(self, task: WindowTask) -> bool:
+        raise NotImplementedError
+
+
+class AdaptedReading(Reading):
+    """The decoder with the adapter; once the adapter has been updated, checked against the base model.
+
+    Same encoder output, the decoder with the adapter and without, as one batch of two
+    (``capture.decode_with_base``):
+    - a repetition loop: whisper's own transcribe() treats a gzip compression ratio above 2.4 as a
+      failed decode, and an adapter that over-learned a word can start one on unrelated speech
+      (seen: "Xxxxxxx…" after learning "Xochitl"). The base decode is the answer, and the cache
+      holds it.
+    - the term guard (``decoding.term_guard``, ``guard.py``): the adapted words stand only where
+      they agree with the base model or write a term a correction taught, with confidence
+      (``decoding.term_min_logprob``), over words the base model was unsure of
+      (``decoding.base_sure_logprob``) or that a correction of the term replaced
+      (``decoding.misheard_min_logprob``).
+    Before the first update the adapter is the identity: one decode.
+    """
+
+    def read(self, task: WindowTask) -> bool:
+        reader = task.reader
+        adapted = task.learned.steps > 0
+        guard = adapted and reader.config.term_guard
+        if guard:
+            task.capture, task.base = decode_with_base(reader.model, task.mel, task.features, task.options, task.keep, reader.cache_dtype)
+        else:
+            task.capture = task.base = task.decode(task.options, task.keep)
+        task.text = task.capture.text
+        if adapted and reader.loops(task.capture):
+            task.capture = task.base if guard else task.decode(task.options, task.keep, adapter=False)
+            task.text = task.capture.text
+            return False
+        if guard:
+            task.text = reader.guarded(task.base, task.capture, task.learned.terms)
+        return True
+
+
+class GlossaryReading(Reading):
+    """With a glossary prompt (the term guard on): the base model prompted with the learned terms.
+
+    The prompt never reaches the adapter: the two together wrote learned terms into sound-alikes
+    (docs/decisions.md, ``decoding.glossary``). The prompted reading passes the same guard as the
+    adapter's, against the unprompted base reading; a term it writes where the text so far has
+    none is added (``guard.added_terms``), unless the prompted reading loops.
+    """
+
+    def read(self, task: WindowTask) -> bool:
+        if not task.glossary:
+            return True
+        reader = task.reader
+        prompted = task.decode(dataclasses.replace(task.options, prompt=task.glossary), None, adapter=False)
+        if not reader.loops(prompted):
+            terms = task.learned.terms | set(reader.glossary)  # terms the user added were never taught
+            task.text = added_terms(task.text, reader.guarded(task.base, prompted, terms), terms)
+        return True

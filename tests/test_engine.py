@@ -252,6 +252,18 @@ def test_the_term_guard_shows_the_base_words_where_no_taught_term_is_written(cap
     assert agent.infer(clip("kubernetes_deploy"), cache_logits=False) == DEPLOY
 
 
+@pytest.mark.parametrize("term_guard", [True, False], ids=["guarded", "unguarded"])
+def test_an_adapted_reading_that_loops_gives_the_base_models_reading(captures, term_guard):
+    agent = ASRAgent(accumulation_steps=1, term_guard=term_guard)
+    windows = captures.windows("encoder", "kubernetes_deploy")
+    agent.compute_loss_from_cache(add_entry(agent, windows), DEPLOY)
+    assert agent.step_if_ready() and agent.infer(clip("kubernetes_deploy"), cache_logits=False) == DEPLOY
+    agent.reader.config = replace(agent.reader.config, compression_ratio_threshold=0.01)  # every reading counts as a loop
+    text, cache_id = agent.infer(clip("kubernetes_deploy"))
+    assert text == " ".join(w.text for w in windows).strip()  # the base model's words, not the adapter's
+    assert agent.cache.get(cache_id).windows[0].tokens == windows[0].tokens  # and the cache holds the base reading
+
+
 def test_greedy_decoding_records_each_tokens_log_probability(captures):
     from ffasr_cli.capture import scored_tokens
 
