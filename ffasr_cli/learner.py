@@ -117,7 +117,7 @@ class Learner:
             if len(tokens) > limit:
                 raise CorrectionRejected(f"correction too long for one 30 s window ({len(tokens)} tokens, at most {limit})")
             targets.append(Target(window, tokens))
-        return Example(entry.cache_id, entry.text, label, tuple(targets), tuple(learned_terms(entry.text, label)), confirms=confirms)
+        return Example(entry.cache_id, entry.text, label, tuple(targets), tuple(learned_terms(entry.text, label, self.tokenizer)), confirms=confirms)
 
     def entry(self, cache_id: str) -> CacheEntry:
         entry = self.cache.get(cache_id)

@@ -33,7 +33,7 @@ from .audio import is_silent, load_audio, read_windows
 from .cache import CacheEntry
 from .capture import WindowCapture, decode_window, decode_with_base, encode
 from .config import DecodingConfig
-from .corrections import holds_spelling
+from .corrections import holds_spelling, is_common_word
 from .evaluate import written_terms
 from .guard import added_terms, guarded_text, word_logprobs
 from .learner import Learner
@@ -97,12 +97,9 @@ class Reader:
         limit = self.config.glossary_max_terms
         if len(self.glossary) <= limit:
             return list(self.glossary)
-        kept = set(sorted(self.glossary, key=self._is_common_word)[:limit])  # stable: each group keeps its order
+        by_rarity = sorted(self.glossary, key=lambda term: is_common_word(term, self.tokenizer))  # stable: each group keeps its order
+        kept = set(by_rarity[:limit])
         return [t for t in self.glossary if t in kept]
-
-    def _is_common_word(self, term: str) -> bool:
-        # a lowercase word the tokenizer has as one token is everyday English; a name is capitalized
-        return term.isalpha() and term.islower() and len(self.tokenizer.encode(" " + term)) == 1
 
     # ---------------------------------------------------------------- reading audio
 

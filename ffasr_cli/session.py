@@ -196,7 +196,7 @@ class Session:
         """For a checkpoint that holds the adapter alone: the words earlier corrections replaced, from the store."""
         for done in self.store.interactions(self.profile):
             if done.source != "accepted" and done.status in ("applied", "pending") and done.hypothesis and done.label:
-                self.agent.learner.note_misheard(done.hypothesis, done.label, learned_terms(done.hypothesis, done.label))
+                self.agent.learner.note_misheard(done.hypothesis, done.label, learned_terms(done.hypothesis, done.label, self.agent.tokenizer))
 
     def _restore_canaries(self, since: float) -> None:
         """The transcripts accepted after the checkpoint (``since``) are canaries again, in order."""
@@ -304,7 +304,7 @@ class Session:
                     pass
             return self._accept(heard)
         if not self.learn_weights:
-            terms = self._remember_terms(tuple(learned_terms(heard.text, label)))
+            terms = self._remember_terms(tuple(learned_terms(heard.text, label, self.agent.tokenizer)))
             self._record(heard, label, source, "rejected", reason="not learned (--no-learn)")
             return Taught(label, source, None, None, 0, None, terms)
         try:  # a transcript accepted when it was recorded, and heard otherwise now, rides along as it did then
