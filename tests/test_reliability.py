@@ -916,7 +916,7 @@ def test_soak_hundreds_of_interactions_memory_and_disk_stay_bounded(tmp_path, mo
         return tuple(dataclasses.replace(c, **{n: getattr(c, n).clone() for n in ("hidden", "audio_features", "mel") if getattr(c, n) is not None})
                      for c in memo[key])  # fmt: skip
 
-    monkeypatch.setattr(agent, "_decode", decode)
+    monkeypatch.setattr(agent.reader, "read", decode)
     process = psutil.Process()
     try:  # memory freed but kept by glibc's allocator is not a leak: give it back before each reading
         trim = ctypes.CDLL("libc.so.6").malloc_trim
