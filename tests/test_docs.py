@@ -230,7 +230,9 @@ def test_every_figure_readme_leads_with_is_tied_to_a_result():
     assert len(tied) <= 5  # a newcomer reads five numbers, then the link
 
 
-@pytest.mark.parametrize(("document", "results_file"), [("BENCHMARKS.md", "learning.md"), ("BENCHMARKS.md", "learning_base.md")])
+@pytest.mark.parametrize(("document", "results_file"), [
+    ("BENCHMARKS.md", "learning.md"), ("BENCHMARKS.md", "learning_base.md"), ("BENCHMARKS.md", "learning_restarts.md"),
+])  # fmt: skip
 def test_a_results_table_is_copied_whole(document, results_file):
     """The overview table of a learning results file appears in the document, line for line."""
     table = first_table((RESULTS / results_file).read_text(encoding="utf-8"))
