@@ -72,9 +72,7 @@ class Checkpoint:
     @property
     def adapter(self) -> dict[str, torch.Tensor]:
         """The adapter's tensors, by parameter name."""
-        if self.adapter_only:
-            return self.tensors
-        return {name.removeprefix("adapter."): t for name, t in self.tensors.items() if name.startswith("adapter.")}
+        return self.tensors if self.adapter_only else adapter_tensors(self.tensors)
 
 
 @dataclass(frozen=True)
@@ -313,6 +311,11 @@ class ProfileFiles:
     def drop_pending(self, cache_ids) -> None:
         for cache_id in cache_ids:
             (self.pending_dir / f"{cache_id}.safetensors").unlink(missing_ok=True)
+
+
+def adapter_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The adapter's tensors of a whole-learner checkpoint, by parameter name (its optimizer moments left out)."""
+    return {name.removeprefix("adapter."): t for name, t in tensors.items() if name.startswith("adapter.")}
 
 
 _UNREADABLE = (SafetensorError, OSError, ValueError, KeyError, TypeError)  # what a damaged file of ours raises when read

@@ -53,6 +53,7 @@ def _check_fits(settings, manifest: dict, checkpoint: bytes, source: Path) -> No
     from safetensors.torch import load
 
     from ..agent import ASRAgent
+    from ..state import adapter_tensors
 
     agent = ASRAgent(config=settings)
     ours, theirs = agent.identity(), manifest["identity"]
@@ -61,7 +62,7 @@ def _check_fits(settings, manifest: dict, checkpoint: bytes, source: Path) -> No
             f"{source} was trained for model {theirs.get('model')!r} with adapter {theirs.get('adapter')!r}, "
             f"not {ours['model']!r} with {ours['adapter']!r}: import it with those settings (--model, --mode, --config)"
         )
-    adapter = {name.removeprefix("adapter."): t for name, t in load(checkpoint).items() if name.startswith("adapter.")}
+    adapter = adapter_tensors(load(checkpoint))
     shapes = {name: tuple(p.shape) for name, p in agent.learner.trainable.items()}
     if {name: tuple(t.shape) for name, t in adapter.items()} != shapes:
         raise FfasrError(f"{source}: the adapter's tensors do not fit {ours['model']} with {ours['adapter']}: not imported")
