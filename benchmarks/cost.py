@@ -103,6 +103,22 @@ class Timer:
         self.cpu = time.process_time() - self.cpu0
 
 
+def interleaved(variants: dict, samples: list, rounds: int) -> tuple[dict, dict]:
+    """Every variant on every sample, ``rounds`` times, in an order that rotates by round and sample.
+
+    Returns {variant: [(round, sample, wall, cpu)]} and {(variant, sample): what it returned}.
+    """
+    times = {k: [] for k in variants}
+    texts = {}
+    for r in range(rounds):
+        for c, x in enumerate(samples):
+            for name in rotated(variants, r + c):
+                with Timer() as t:
+                    texts[(name, c)] = variants[name](x)
+                times[name].append((r, c, t.wall, t.cpu))
+    return times, texts
+
+
 # --------------------------------------------------------------------------- machine
 
 
@@ -331,14 +347,7 @@ def decoding(agents, plain, samples, rounds: int) -> dict:
 
     variants["whisper"](samples[0])  # warm-up (first-call costs are per process, not per variant)
     variants["infer.encoder"](samples[0])
-    times = {k: [] for k in variants}  # [(round, clip, wall, cpu)]
-    texts = {}
-    for r in range(rounds):
-        for c, x in enumerate(samples):
-            for name in rotated(variants, r + c):
-                with Timer() as t:
-                    texts[(name, c)] = variants[name](x)
-                times[name].append((r, c, t.wall, t.cpu))
+    times, texts = interleaved(variants, samples, rounds)
     for agent in agents.values():  # the infers above filled the caches: empty them
         agent.cache.entries.clear()
 
@@ -629,6 +638,144 @@ def bench_model(model_name: str, args) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- decode table
+
+DECODERS = ("whisper", "ffasr fresh", "ffasr after updates", "ffasr after updates, fp32 projection", "faster-whisper int8", "faster-whisper fp32")
+
+
+def faster_whisper_folder(model_name: str, tmp: Path) -> Path:
+    """The CTranslate2 copy of ``model_name`` that ffasr converts, as a folder faster-whisper loads (parts joined)."""
+    from ffasr_cli.models import BUNDLED
+
+    folders = BUNDLED[model_name].folders()
+    if len(folders) == 1:
+        return folders[0]
+    target = tmp / model_name
+    target.mkdir()
+    with open(target / "model.bin", "wb") as out:
+        for part in (p for folder in folders for p in sorted(folder.glob("model.bin*"))):
+            out.write(part.read_bytes())
+    for folder in folders:
+        for extra in folder.iterdir():
+            if not extra.name.startswith("model.bin") and not (target / extra.name).exists():
+                (target / extra.name).symlink_to(extra)
+    return target
+
+
+def decode_table(model_name: str, threads: int, rounds: int, tmp: Path) -> dict:
+    """Each decoder on the same clips (tests/data and examples/clips, 2.4–5.3 s), interleaved round by round.
+
+    "after updates" is a profile that learned the names tiny.en mishears in those clips, with the
+    shipped settings (``live.open_profile``): weights, term guard and glossary reading, as
+    ``listen`` decodes. faster-whisper (a benchmark-only extra) decodes greedily, without
+    timestamps, with no fallback, from the same CTranslate2 weights ffasr converts.
+    """
+    import torch
+    import whisper
+    from whisper.decoding import DecodingOptions
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from live import DATA as LIVE_DATA, EXAMPLES, open_profile, settle
+
+    from ffasr_cli.agent import ASRAgent
+    from ffasr_cli.audio import load_audio
+    from ffasr_cli.models import load_model
+
+    clips = sorted((*LIVE_DATA.glob("*.wav"), *EXAMPLES.glob("*.wav")))
+    samples = [load_audio(c) for c in clips]
+    plain = load_model(model_name, "cpu")
+    options = DecodingOptions(language="en", without_timestamps=True, fp16=False)
+    fresh = ASRAgent(model_name, device="cpu")
+    session, _ = open_profile(tmp / "state", model_name)
+    settle(session)
+    learned = session.agent
+
+    def whisper_decode(x):
+        return whisper.decode(plain, whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(x))), options).text
+
+    def infer(agent, int8=True):
+        def run(x):
+            agent.reader.config = dataclasses.replace(agent.reader.config, int8_projection=int8)
+            try:
+                return agent.infer(x)[0]
+            finally:
+                agent.cache.entries.clear()
+        return run
+    decoders = {
+        "whisper": whisper_decode,
+        "ffasr fresh": infer(fresh),
+        "ffasr after updates": infer(learned),
+        "ffasr after updates, fp32 projection": infer(learned, int8=False),
+    }
+    try:
+        from faster_whisper import WhisperModel
+
+        folder = str(faster_whisper_folder(model_name, tmp))
+        for kind in ("int8", "float32"):
+            fw = WhisperModel(folder, device="cpu", compute_type=kind, cpu_threads=threads, num_workers=1)
+            decoders[f"faster-whisper {'fp32' if kind == 'float32' else kind}"] = lambda x, fw=fw: " ".join(
+                seg.text.strip() for seg in fw.transcribe(
+                    x, language="en", beam_size=1, temperature=0.0, without_timestamps=True,
+                    condition_on_previous_text=False, vad_filter=False)[0]
+            )  # fmt: skip
+    except ImportError:
+        log("faster-whisper is not installed (pip install faster-whisper): its rows are left out")
+
+    for decode in decoders.values():
+        decode(samples[0])  # warm-up
+    times, texts = interleaved(decoders, samples, rounds)
+    session.close()
+    seconds = [len(x) / 16000 for x in samples]
+    ref = {(r, c): (w, u) for r, c, w, u in times["whisper"]}
+    table = {}
+    for name, rows in times.items():
+        table[name] = {
+            "seconds": median([w for _, _, w, _ in rows]),
+            "rtf": median([w / seconds[c] for _, c, w, _ in rows]),
+            "ratio_to_whisper": median([w / ref[(r, c)][0] for r, c, w, _ in rows]),
+            "cpu_ratio_to_whisper": median([u / ref[(r, c)][1] for r, c, _, u in rows]),
+            "same_text_as_whisper": sum(texts[(name, c)].strip() == texts[("whisper", c)].strip() for c in range(len(samples))),
+        }
+    return {
+        "clips": [c.name for c in clips], "clip_seconds": seconds, "rounds": rounds, "threads": threads,
+        "profile": {"steps": learned.reader.learned.steps, "terms": sorted(learned.reader.learned.terms), "glossary": list(learned.reader.glossary)},
+        "decoders": table,
+        "texts": {name: [texts[(name, c)] for c in range(len(samples))] for name in decoders},
+    }  # fmt: skip
+
+
+def decode_report(result: dict) -> None:
+    for model, d in result["decode"].items():
+        print(f"\n[{model}] {len(d['clips'])} clips x {d['rounds']} rounds, {d['threads']} thread(s); profile: {d['profile']['steps']} updates, terms {', '.join(d['profile']['terms'])}")
+        for name, row in d["decoders"].items():
+            print(f"  {name:<40} RTF {row['rtf']:.3f}  x whisper {row['ratio_to_whisper']:.3f} (cpu {row['cpu_ratio_to_whisper']:.3f})  same text {row['same_text_as_whisper']}/{len(d['clips'])}")
+
+
+def decode_plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(result["decode"])
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    width = 0.8 / len(models)
+    names = [n for n in DECODERS if any(n in d["decoders"] for d in result["decode"].values())]
+    for j, model in enumerate(models):
+        rows = result["decode"][model]["decoders"]
+        vals = [rows[n]["ratio_to_whisper"] if n in rows else 0 for n in names]
+        xs = [i + (j - (len(models) - 1) / 2) * width for i in range(len(names))]
+        for b, v in zip(ax.bar(xs, vals, width, label=model), vals):
+            ax.annotate(f"{v:.2f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=8)
+    ax.axhline(1.0, color="red", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(names)), [n.replace("ffasr ", "ffasr\n").replace(", ", ",\n") for n in names], fontsize=8)
+    ax.set_ylabel("decode time / openai-whisper's")
+    ax.legend()
+    fig.suptitle(f"Decoding the same clips, CPU, {result['machine']['threads']} thread(s) (red: plain openai-whisper)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -767,6 +914,7 @@ def main() -> None:
     ap.add_argument("--device", choices=("cpu", "cuda"), help="default: ffasr's own choice (CUDA when there is one)")
     ap.add_argument("--no-profile", dest="profile", action="store_false")
     ap.add_argument("--out", type=Path, default=RESULTS / "cost.json")
+    ap.add_argument("--decode-table", action="store_true", help="only the decode table: whisper, ffasr and faster-whisper on the same clips (results/cost_decode.json unless --out)")
     ap.add_argument("--child-memory", metavar="MODE", help=argparse.SUPPRESS)
     ap.add_argument("--model", default="tiny.en", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -782,6 +930,9 @@ def main() -> None:
         args.profile = False
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    if args.decode_table:
+        decode_only(args, started)
+        return
     result = {"startup": startup(startup_reps)}  # before torch is imported here (no page-cache bias)
     import torch
 
@@ -801,6 +952,23 @@ def main() -> None:
     plot(result, args.out.with_suffix(".png"))
     print_report(result, rows)
     print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out} and .png in {result['wall_seconds']:.0f}s")
+
+
+def decode_only(args, started: float) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    result = {"machine": machine_info(args.threads), "decode": {}}
+    for model in args.models or models_on_disk():
+        with tempfile.TemporaryDirectory() as tmp:
+            result["decode"][model] = decode_table(model, args.threads, 1 if args.quick else 3, Path(tmp))
+    result["machine"]["loadavg_at_end"] = os.getloadavg()
+    result["wall_seconds"] = time.perf_counter() - started
+    out = args.out if args.out != RESULTS / "cost.json" else RESULTS / "cost_decode.json"
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    decode_plot(result, out.with_suffix(".png"))
+    decode_report(result)
+    print(f"\nwrote {out} and .png in {result['wall_seconds']:.0f}s")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from cost import CANARY_CLIPS, CLIPS, DATA, RESULTS, machine_info, reset_pending
 
 from ffasr_cli import ASRAgent
 from ffasr_cli.audio import load_audio
-from ffasr_cli.capture import decode_apart, decode_with_base, encode
+from ffasr_cli.capture import Window, encode
 from ffasr_cli.modes import EncoderMode
 
 VARIANTS = ("cpu", "cuda", "cuda_fp16")  # cuda_fp16: the update in the cache's fp16, as before the fix
@@ -122,9 +122,9 @@ def guard_batch(agent: ASRAgent) -> dict:
     clips = sorted(DATA.glob("*.wav"))
     differ = []
     for clip in clips:
-        mel, features = encode(agent.model, load_audio(clip), options.fp16)
-        batched = decode_with_base(agent.model, mel, features, options, None, agent.reader.cache_dtype)
-        apart = decode_apart(agent.model, mel, features, options, None, agent.reader.cache_dtype)
+        encoded = encode(agent.model, load_audio(clip), options.fp16)
+        batched = Window(agent.model, *encoded, agent.reader.cache_dtype).decode_with_base(options, None)
+        apart = Window(agent.model, *encoded, agent.reader.cache_dtype).decode_apart(options, None)
         differ += [{"clip": clip.name, "batched": b.text, "apart": a.text} for b, a in zip(batched, apart) if b.tokens != a.tokens]
     return {"readings": 2 * len(clips), "different": differ}
 

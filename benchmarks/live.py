@@ -231,7 +231,7 @@ def settle(session, timeout: float = 300.0) -> None:
 # --------------------------------------------------------------------------- the profile
 
 
-def open_profile(state_dir: Path):
+def open_profile(state_dir: Path, model: str = "tiny.en"):
     """A background session (as ``ffasr listen`` opens it) on a profile that has learned.
 
     Its canaries are accepted transcripts; it learns the misheard names, with the shipped
@@ -241,7 +241,7 @@ def open_profile(state_dir: Path):
     from ffasr_cli.config import load_config
     from ffasr_cli.session import Session
 
-    session = Session.open(state_dir, "live", load_config(None, model="tiny.en", device="cpu"), "benchmark", background=True)
+    session = Session.open(state_dir, "live", load_config(None, model=model, device="cpu"), "benchmark", background=True)
     for name in CANARIES:
         session.teach(session.hear(str(clip_path(name))), None, "accepted")
     reserve = []

@@ -4,21 +4,25 @@ Nothing is computed twice: the encoder runs once per window (``encode``) and its
 to whisper's task, which skips its own encoder for input shaped like encoder output; the
 decoder's final hidden states are taken from the decoding pass itself (a forward hook on the
 decoder's final layer norm), not from a second forward pass. The same encoder output serves the
-base model's reading for the term guard (``guard.py``), decoded in the same batch.
+base model's reading for the term guard (``guard.py``), decoded in the same batch, and the
+glossary's reading; the decoder's cross-attention keys and values over the window's 1,500 frames
+are projected once per weights (``Window``) and shared by every reading that uses them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import whisper
-from whisper.decoding import DecodingOptions, DecodingResult, DecodingTask, GreedyDecoder
+from whisper.decoding import DecodingOptions, DecodingResult, DecodingTask, GreedyDecoder, PyTorchInference
 from whisper.model import Whisper
 
-from .lora import HeadAdapter, adapter_rows, disabled_adapters
+from .lora import HeadAdapter, LoRALinear, adapter_rows, disabled_adapters
+from .projection import vocabulary_logits
 
 # What an update mode can ask to keep.
 HIDDEN, AUDIO_FEATURES, MEL = "hidden", "audio_features", "mel"
@@ -70,15 +74,65 @@ class RecordingGreedyDecoder(GreedyDecoder):
         return [float(step[row]) for step in self.steps]
 
 
-class CapturingTask(DecodingTask):
-    """whisper's ``DecodingTask``, keeping the decoder's per-step hidden states when asked."""
+CrossKV = dict[torch.nn.Module, torch.Tensor]  # a cross-attention key or value projection -> its output on the window
 
-    def __init__(self, model: Whisper, options: DecodingOptions, keep: str | None, dtype: torch.dtype):
+
+def cross_projections(model: Whisper) -> list[torch.nn.Module]:
+    return [projection for block in model.decoder.blocks for projection in (block.cross_attn.key, block.cross_attn.value)]
+
+
+class WindowInference(PyTorchInference):
+    """whisper's kv-cached decoder forward, with the window's cross-attention keys and values given
+    (``cross_kv``) and the output projection of ``projection.vocabulary_logits``.
+
+    It counts the positions it has decoded itself: whisper's decoder reads the offset from the first
+    kv-cache entry, which here would be a cross-attention one. Of the first pass's positions (the
+    prompt, if any, and the start of the transcript) it projects only the two whisper's loop reads:
+    the start of transcript (the no-speech probability) and the last; a 24-term glossary prompt is
+    80 positions.
+    """
+
+    def __init__(self, model: Whisper, initial_token_length: int, sot_index: int, kv: CrossKV | None, int8: bool):
+        super().__init__(model, initial_token_length)
+        self.sot_index, self.cross, self.int8, self.offset = sot_index, kv or {}, int8, 0
+
+    def logits(self, tokens: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
+        if not self.kv_cache:
+            rows = audio_features.shape[0]  # beam search decodes each audio as several rows
+            self.kv_cache, self.hooks = self.model.install_kv_cache_hooks({m: t.expand(rows, -1, -1) for m, t in self.cross.items()})
+            self.offset = 0
+        if tokens.shape[-1] > self.initial_token_length:
+            tokens = tokens[:, -1:]  # after the first pass the kv-cache holds the rest
+        decoder = self.model.decoder
+        x = decoder.token_embedding(tokens) + decoder.positional_embedding[self.offset : self.offset + tokens.shape[-1]]
+        self.offset += tokens.shape[-1]
+        x = x.to(audio_features.dtype)
+        for block in decoder.blocks:
+            x = block(x, audio_features, mask=decoder.mask, kv_cache=self.kv_cache)
+        hidden = decoder.ln(x)
+        if hidden.shape[1] == 1:
+            return vocabulary_logits(hidden, decoder.token_embedding.weight, self.int8)
+        read = [self.sot_index, hidden.shape[1] - 1]
+        logits = hidden.new_empty(*hidden.shape[:2], decoder.token_embedding.weight.shape[0], dtype=torch.float32)  # the rest is never read
+        logits[:, read] = vocabulary_logits(hidden[:, read], decoder.token_embedding.weight, self.int8)
+        return logits
+
+
+class CapturingTask(DecodingTask):
+    """whisper's ``DecodingTask``, keeping the decoder's per-step hidden states when asked, decoding
+    with ``WindowInference``."""
+
+    def __init__(
+        self, model: Whisper, options: DecodingOptions, keep: str | None, dtype: torch.dtype, kv: CrossKV | None = None, int8: bool = False
+    ):
         super().__init__(model, options)
         self.keep, self.dtype = keep, dtype
         self.kept: dict[str, torch.Tensor] = {}
+        self.inference = WindowInference(model, len(self.initial_tokens), self.sot_index, kv, int8)
         if isinstance(self.decoder, GreedyDecoder):
             self.decoder = RecordingGreedyDecoder(options.temperature, self.tokenizer.eot)
+        else:
+            self.decoder.inference = self.inference  # beam search reorders the kv-cache of the inference it was given
 
     def _main_loop(self, audio_features: torch.Tensor, tokens: torch.Tensor):
         if self.keep != HIDDEN:
@@ -100,38 +154,56 @@ def encode(model: Whisper, audio: np.ndarray, fp16: bool) -> tuple[torch.Tensor,
     return mel, model.encoder(mel.unsqueeze(0).half() if fp16 else mel.unsqueeze(0))
 
 
-def decode_window(
-    model: Whisper, mel: torch.Tensor, features: torch.Tensor, options: DecodingOptions, keep: str | None, dtype: torch.dtype
-) -> WindowCapture:
-    """Decode one window from its encoder output; ``keep`` names what to keep (HIDDEN, AUDIO_FEATURES, MEL or None)."""
-    task = CapturingTask(model, options, keep, dtype)
-    return _capture(task, task.run(features)[0], 0, mel, features)
 
+@dataclass
+class Window:
+    """One encoded window and what its readings share: the encoder output, and the cross-attention
+    keys and values of the decoder with the adapter and without it, each projected once."""
 
-def decode_with_base(
-    model: Whisper, mel: torch.Tensor, features: torch.Tensor, options: DecodingOptions, keep: str | None, dtype: torch.dtype
-) -> tuple[WindowCapture, WindowCapture]:
-    """The adapted model's and the base model's readings of one window, decoded as one batch of two.
+    model: Whisper
+    mel: torch.Tensor
+    features: torch.Tensor  # [1, n_audio_ctx, d]
+    dtype: torch.dtype  # what kept tensors are stored in
+    int8: bool = False  # the output projection in int8 (``projection.py``)
+    kv: dict[bool, CrossKV] = field(default_factory=dict)  # adapted? -> its cross-attention keys and values
 
-    Each decoded token reads the vocabulary projection (70 % of the weights tiny.en's decoder reads
-    per token) and runs attention once for both readings, where two passes would do it twice.
-    Beam search decodes them one after the other: whisper's task cannot batch audios with a beam.
-    """
-    if options.beam_size:
-        return decode_apart(model, mel, features, options, keep, dtype)
-    task = CapturingTask(model, options, keep, dtype)
-    with adapter_rows(model, 1):  # row 0 adapted, row 1 the base model
-        adapted, base = task.run(features.expand(2, -1, -1))
-    return _capture(task, adapted, 0, mel, features), _capture(task, base, 1, mel, features)
+    def cross_kv(self, adapted: bool) -> CrossKV:
+        """The window's cross-attention keys and values, with the adapters or without; a projection
+        without an adapter (the shipped ``lora_targets`` adapt none) is the same for both, and is
+        projected once."""
+        if adapted not in self.kv:
+            other = self.kv.get(not adapted, {})
+            with torch.no_grad(), nullcontext() if adapted else disabled_adapters(self.model):
+                self.kv[adapted] = {
+                    p: other[p] if p in other and not isinstance(p, LoRALinear) else p(self.features) for p in cross_projections(self.model)
+                }
+        return self.kv[adapted]
 
+    def decode(self, options: DecodingOptions, keep: str | None, adapted: bool = True) -> WindowCapture:
+        """One reading, with the adapter or without it; ``keep`` names what to keep (HIDDEN, AUDIO_FEATURES, MEL or None)."""
+        with nullcontext() if adapted else disabled_adapters(self.model):
+            task = CapturingTask(self.model, options, keep, self.dtype, self.cross_kv(adapted), self.int8)
+            return _capture(task, task.run(self.features)[0], 0, self.mel, self.features)
 
-def decode_apart(
-    model: Whisper, mel: torch.Tensor, features: torch.Tensor, options: DecodingOptions, keep: str | None, dtype: torch.dtype
-) -> tuple[WindowCapture, WindowCapture]:
-    """The readings of ``decode_with_base`` as two decoder passes (for beam search, and to check the batch against)."""
-    adapted = decode_window(model, mel, features, options, keep, dtype)
-    with disabled_adapters(model):
-        return adapted, decode_window(model, mel, features, options, keep, dtype)
+    def decode_with_base(self, options: DecodingOptions, keep: str | None) -> tuple[WindowCapture, WindowCapture]:
+        """The adapted model's and the base model's readings, decoded as one batch of two.
+
+        Each decoded token runs attention and the output projection once for both readings, where
+        two passes would do it twice. Beam search decodes them one after the other: whisper's task
+        cannot batch audios with a beam.
+        """
+        if options.beam_size:
+            return self.decode_apart(options, keep)
+        adapted, base = self.cross_kv(True), self.cross_kv(False)
+        both = {p: adapted[p] if adapted[p] is base[p] else torch.cat([adapted[p], base[p]]) for p in adapted}
+        with adapter_rows(self.model, 1):  # row 0 adapted, row 1 the base model
+            task = CapturingTask(self.model, options, keep, self.dtype, both, self.int8)
+            adapted, base = task.run(self.features.expand(2, -1, -1))
+        return _capture(task, adapted, 0, self.mel, self.features), _capture(task, base, 1, self.mel, self.features)
+
+    def decode_apart(self, options: DecodingOptions, keep: str | None) -> tuple[WindowCapture, WindowCapture]:
+        """The readings of ``decode_with_base`` as two decoder passes (for beam search, and to check the batch against)."""
+        return self.decode(options, keep), self.decode(options, keep, adapted=False)
 
 
 def _capture(task: CapturingTask, result: DecodingResult, row: int, mel: torch.Tensor, features: torch.Tensor) -> WindowCapture:

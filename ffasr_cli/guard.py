@@ -181,6 +181,32 @@ def guarded_text(
     return " ".join(kept)
 
 
+def open_to_terms(
+    base: str, base_confidence: Sequence[float] | None, base_sure_logprob: float, misheard: Mapping[str, Iterable[str]], text: str, terms: Iterable[str]
+) -> bool:
+    """Whether a guarded reading could still add a term to ``text`` (``added_terms``), judged from the base reading alone.
+
+    ``guarded_text`` shows a term only over base words the base model was unsure of, or that a
+    correction of the term replaced, and ``added_terms`` only where ``text`` writes no term yet.
+    So a window whose base words are all sure and none misheard, or whose every such word
+    ``text`` already writes as a term, can gain nothing from another reading.
+    """
+    words = base.split()
+    if base_confidence is None or len(base_confidence) != len(words):
+        return bool(words)  # no confidence to go by: every word is open
+    replaced = {k for keys in misheard.values() for k in keys}
+    open_words = {i for i, w in enumerate(words) if base_confidence[i] < base_sure_logprob or word_key(w) in replaced}
+    term_keys = {word_key(t) for t in terms}
+    text_words = text.split()
+    matcher = SequenceMatcher(None, [word_key(w) for w in words], [word_key(w) for w in text_words], autojunk=False)
+    for op, b1, b2, t1, t2 in matcher.get_opcodes():
+        if op == "equal":
+            open_words -= {b1 + j for j in range(b2 - b1) if word_key(text_words[t1 + j]) in term_keys}
+        elif any(word_key(w) in term_keys for w in text_words[t1:t2]):
+            open_words -= set(range(b1, b2))
+    return bool(open_words)
+
+
 def added_terms(text: str, prompted: str, terms: Iterable[str]) -> str:
     """``text``, with the terms a glossary-prompted reading (already guarded) wrote where ``text`` has none.
 

@@ -130,14 +130,16 @@ class adapter_rows:
     def __init__(self, model: nn.Module, rows: int):
         self.modules = [module for _, module in low_rank_modules(model)]
         self.rows = rows
+        self.outer: list[int | None] = []
 
     def __enter__(self):
+        self.outer = [module.rows for module in self.modules]  # restored on exit: these contexts nest
         for module in self.modules:
             module.rows = self.rows
 
     def __exit__(self, *exc):
-        for module in self.modules:
-            module.rows = None
+        for module, rows in zip(self.modules, self.outer):
+            module.rows = rows
 
 
 def disabled_adapters(model: nn.Module) -> adapter_rows:

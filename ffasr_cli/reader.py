@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,13 +30,13 @@ from whisper.decoding import DecodingOptions
 
 from .audio import is_silent, load_audio, read_windows
 from .cache import CacheEntry
-from .capture import WindowCapture, decode_window, decode_with_base, encode
+from .capture import Window, WindowCapture, encode
 from .config import DecodingConfig
 from .corrections import holds_spelling, is_common_word
 from .evaluate import written_terms
-from .guard import added_terms, guarded_text, word_logprobs
+from .guard import added_terms, guarded_text, open_to_terms, word_logprobs
 from .learner import Learner
-from .lora import disabled_adapters
+from .projection import int8_available
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,11 @@ class Reader:
         self.lock = threading.Lock()  # held while a window is read, and while a new adapter is swapped in
         self.apart = False  # True once the reader decodes with a copy of the model of its own
         self.readings: list[Reading] = [AdaptedReading(), GlossaryReading()]  # in this order: each amends the last one's text
+
+    @property
+    def int8(self) -> bool:
+        """Whether decoding projects to the vocabulary in int8 (``decoding.int8_projection``, CPU only)."""
+        return self.config.int8_projection and int8_available(torch.device(self.device))
 
     def read_apart(self) -> None:
         """Decode with a copy of the model of its own, so that a learner can train the original in
@@ -128,8 +132,8 @@ class Reader:
 
     def _read_window(self, samples: np.ndarray, options: DecodingOptions, keep: str | None, glossary: str | None) -> WindowCapture:
         """Encode one window once, then let each of ``self.readings`` read it in turn (``WindowTask``)."""
-        mel, features = encode(self.model, samples, options.fp16)
-        task = WindowTask(self, mel, features, options, keep, glossary, self.learned)
+        window = Window(self.model, *encode(self.model, samples, options.fp16), self.cache_dtype, self.int8)
+        task = WindowTask(self, window, options, keep, glossary, self.learned)
         for reading in self.readings:
             if not reading.read(task):
                 break
@@ -143,11 +147,11 @@ class Reader:
         d = self.config
         return guarded_text(
             base.text, reading.text, terms,
-            self._word_logprobs(reading), d.term_min_logprob, self._word_logprobs(base), d.base_sure_logprob,
+            self.word_logprobs(reading), d.term_min_logprob, self.word_logprobs(base), d.base_sure_logprob,
             self.learned.misheard, d.misheard_min_logprob,
         )  # fmt: skip
 
-    def _word_logprobs(self, capture: WindowCapture) -> list[float] | None:
+    def word_logprobs(self, capture: WindowCapture) -> list[float] | None:
         if not capture.token_logprobs:  # no tokens
             return None
         return word_logprobs([self.tokenizer.decode([t]) for t in capture.tokens], capture.token_logprobs)
@@ -192,8 +196,7 @@ class WindowTask:
     """One window being read: its encoder output once, and what the readings so far made of it."""
 
     reader: Reader
-    mel: torch.Tensor
-    features: torch.Tensor
+    window: Window
     options: DecodingOptions
     keep: str | None  # what the cache keeps for an update (None: nothing)
     glossary: str | None  # the glossary prompt, if the glossary is read
@@ -201,11 +204,6 @@ class WindowTask:
     capture: WindowCapture | None = None  # the adapter's reading: what the cache holds
     base: WindowCapture | None = None  # the base model's reading (the adapted one, until an update)
     text: str = ""  # what the user is shown
-
-    def decode(self, options: DecodingOptions, keep: str | None, adapter: bool = True) -> WindowCapture:
-        reader = self.reader
-        with nullcontext() if adapter else disabled_adapters(reader.model):
-            return decode_window(reader.model, self.mel, self.features, options, keep, reader.cache_dtype)
 
 
 class Reading:
@@ -219,7 +217,7 @@ class AdaptedReading(Reading):
     """The decoder with the adapter; once the adapter has been updated, checked against the base model.
 
     Same encoder output, the decoder with the adapter and without, as one batch of two
-    (``capture.decode_with_base``):
+    (``capture.Window.decode_with_base``):
     - a repetition loop: whisper's own transcribe() treats a gzip compression ratio above 2.4 as a
       failed decode, and an adapter that over-learned a word can start one on unrelated speech
       (seen: "Xxxxxxx…" after learning "Xochitl"). The base decode is the answer, and the cache
@@ -237,12 +235,12 @@ class AdaptedReading(Reading):
         adapted = task.learned.steps > 0
         guard = adapted and reader.config.term_guard
         if guard:
-            task.capture, task.base = decode_with_base(reader.model, task.mel, task.features, task.options, task.keep, reader.cache_dtype)
+            task.capture, task.base = task.window.decode_with_base(task.options, task.keep)
         else:
-            task.capture = task.base = task.decode(task.options, task.keep)
+            task.capture = task.base = task.window.decode(task.options, task.keep)
         task.text = task.capture.text
         if adapted and reader.loops(task.capture):
-            task.capture = task.base if guard else task.decode(task.options, task.keep, adapter=False)
+            task.capture = task.base if guard else task.window.decode(task.options, task.keep, adapted=False)
             task.text = task.capture.text
             return False
         if guard:
@@ -257,14 +255,22 @@ class GlossaryReading(Reading):
     (docs/decisions.md, ``decoding.glossary``). The prompted reading passes the same guard as the
     adapter's, against the unprompted base reading; a term it writes where the text so far has
     none is added (``guard.added_terms``), unless the prompted reading loops.
+
+    It reads only the windows where it could add a term (``guard.open_to_terms``): where the base
+    model was unsure of a word, or wrote one a correction replaced, and the text so far writes no
+    term there. A window the base model heard surely, or whose misheard name the adapter already
+    writes, costs no second decoder pass.
     """
 
     def read(self, task: WindowTask) -> bool:
         if not task.glossary:
             return True
         reader = task.reader
-        prompted = task.decode(dataclasses.replace(task.options, prompt=task.glossary), None, adapter=False)
+        terms = task.learned.terms | set(reader.glossary)  # terms the user added were never taught
+        sure = reader.config.base_sure_logprob
+        if not open_to_terms(task.base.text, reader.word_logprobs(task.base), sure, task.learned.misheard, task.text, terms):
+            return True
+        prompted = task.window.decode(dataclasses.replace(task.options, prompt=task.glossary), None, adapted=False)
         if not reader.loops(prompted):
-            terms = task.learned.terms | set(reader.glossary)  # terms the user added were never taught
             task.text = added_terms(task.text, reader.guarded(task.base, prompted, terms), terms)
         return True

@@ -210,9 +210,10 @@ def test_adapter_rows_adapt_only_the_first_rows_of_a_batch():
             torch.testing.assert_close(module(x), adapted)  # leaving the context adapts every row again
 
 
+@pytest.mark.parametrize("int8", [False, True], ids=["fp32", "int8"])
 @pytest.mark.parametrize("mode", ["logits", "encoder"])
-def test_the_guards_two_readings_in_one_batch_equal_two_decoder_passes(captures, mode):
-    from ffasr_cli.capture import decode_apart, decode_with_base, encode
+def test_the_guards_two_readings_in_one_batch_equal_two_decoder_passes(captures, mode, int8):
+    from ffasr_cli.capture import Window, encode
 
     options = {"learning_rate": 3e-3} if mode == "logits" else {}
     agent = ASRAgent(mode=mode, accumulation_steps=1, cache_dtype="float32", **options)
@@ -221,9 +222,10 @@ def test_the_guards_two_readings_in_one_batch_equal_two_decoder_passes(captures,
         assert agent.step_if_ready()
     decoding, texts = agent.reader.options(None), {}
     for name in ("kubernetes_deploy", "weather"):
-        mel, features = encode(agent.model, load_audio(clip(name)), fp16=False)
-        batched = decode_with_base(agent.model, mel, features, decoding, agent.mode.keeps, agent.reader.cache_dtype)
-        for one_pass, alone in zip(batched, decode_apart(agent.model, mel, features, decoding, agent.mode.keeps, agent.reader.cache_dtype)):
+        encoded = encode(agent.model, load_audio(clip(name)), fp16=False)
+        batched = Window(agent.model, *encoded, agent.reader.cache_dtype, int8).decode_with_base(decoding, agent.mode.keeps)
+        apart = Window(agent.model, *encoded, agent.reader.cache_dtype, int8).decode_apart(decoding, agent.mode.keeps)  # its own keys and values
+        for one_pass, alone in zip(batched, apart):
             assert one_pass.tokens == alone.tokens and one_pass.text == alone.text
             torch.testing.assert_close(one_pass.token_logprobs, alone.token_logprobs, rtol=0, atol=1e-4)
             for kept in ("hidden", "audio_features"):
@@ -276,12 +278,12 @@ def test_greedy_decoding_records_each_tokens_log_probability(captures):
 
 
 def test_beam_search_records_each_tokens_log_probability_too(captures):
-    from ffasr_cli.capture import decode_window, encode
+    from ffasr_cli.capture import Window, encode
 
     agent = captures.agent("encoder", "float32")
     (greedy,) = captures.windows("encoder", "kubernetes_deploy", "float32")
-    mel, features = encode(agent.model, load_audio(clip("kubernetes_deploy")), fp16=False)
-    beam = decode_window(agent.model, mel, features, replace(agent.reader.options(None), beam_size=5), None, agent.reader.cache_dtype)
+    window = Window(agent.model, *encode(agent.model, load_audio(clip("kubernetes_deploy")), fp16=False), agent.reader.cache_dtype)
+    beam = window.decode(replace(agent.reader.options(None), beam_size=5), None)
     assert beam.tokens == greedy.tokens  # a clear clip: both searches find the same words...
     # ...and the term guard reads the same confidence for them (whisper's token filters aside)
     torch.testing.assert_close(torch.tensor(beam.token_logprobs), torch.tensor(greedy.token_logprobs), rtol=0, atol=0.05)
@@ -502,3 +504,67 @@ def test_long_audio_three_windows_one_entry_and_training():
     before = weights(agent)
     assert agent.step_if_ready() is True
     assert not same_weights(agent, before) and cache_id not in agent.cache
+
+
+# --- decoding cost: what the readings of a window share ------------------------------------------
+
+
+def test_decoding_with_the_exact_projection_is_openai_whispers_own(captures):
+    """``decoding.int8_projection: false``: the window's readings decode what whisper.decode does, token for token."""
+    import whisper
+
+    from ffasr_cli.capture import Window, encode
+
+    agent = captures.agent("encoder", "float32")
+    options = agent.reader.options(None)
+    for name in ("kubernetes_deploy", "weather", "librivox_amiable"):
+        mel, features = encode(agent.model, load_audio(clip(name)), fp16=False)
+        ours = Window(agent.model, mel, features, torch.float32, int8=False).decode(options, None)
+        theirs = whisper.decode(agent.model, mel, options)
+        assert list(ours.tokens) == theirs.tokens and ours.text == theirs.text
+        assert ours.avg_logprob == pytest.approx(theirs.avg_logprob, abs=1e-5)
+        assert ours.no_speech_prob == pytest.approx(theirs.no_speech_prob, abs=1e-5)
+
+
+def test_the_int8_projection_picks_the_same_tokens_with_nearly_the_same_log_probabilities(captures):
+    from ffasr_cli.capture import Window, encode
+
+    agent = captures.agent("encoder", "float32")
+    options = agent.reader.options(f"Glossary: {', '.join(TEXTS)}.")  # a long prompt: the first pass projects only what is read
+    for name in TEXTS:
+        encoded = encode(agent.model, load_audio(clip(name)), fp16=False)
+        exact, int8 = (Window(agent.model, *encoded, torch.float32, int8=q).decode(options, None) for q in (False, True))
+        assert int8.tokens == exact.tokens
+        torch.testing.assert_close(torch.tensor(int8.token_logprobs), torch.tensor(exact.token_logprobs), rtol=0, atol=0.05)
+        assert int8.no_speech_prob == pytest.approx(exact.no_speech_prob, abs=0.01)
+
+
+def test_the_int8_copy_of_the_embedding_follows_its_changes():
+    from ffasr_cli.projection import vocabulary_logits
+
+    embedding = torch.nn.Parameter(torch.randn(1000, 64))
+    hidden = torch.randn(3, 64)
+    before = vocabulary_logits(hidden, embedding, int8=True)
+    torch.testing.assert_close(before.argmax(-1), (hidden @ embedding.T).argmax(-1))
+    with torch.no_grad():
+        embedding.mul_(-1)  # an in-place change (an update, a restore) moves the version counter
+    torch.testing.assert_close(vocabulary_logits(hidden, embedding, int8=True).argmax(-1), (hidden @ embedding.T).argmax(-1))
+
+
+def test_the_glossary_reading_runs_only_where_it_could_add_a_term(captures, monkeypatch):
+    from ffasr_cli.capture import Window
+
+    agent = ASRAgent(accumulation_steps=1)
+    agent.compute_loss_from_cache(add_entry(agent, captures.windows("encoder", "kubernetes_deploy")), DEPLOY)
+    assert agent.step_if_ready()
+    agent.reader.glossary = ["Kubernetes", "Xochitl"]
+    prompted = []
+    decode = Window.decode
+    monkeypatch.setattr(Window, "decode", lambda self, options, *a, **k: (prompted.append(options.prompt), decode(self, options, *a, **k))[1])
+    agent.reader.config = replace(agent.reader.config, base_sure_logprob=-1.0)  # the base model hears "nice" in weather.wav at -0.71
+    assert agent.infer(clip("kubernetes_deploy"), cache_logits=False) == DEPLOY  # the weights write the name over "Cuba Nates": nothing to add
+    assert agent.infer(clip("weather"), cache_logits=False)  # every word heard surely
+    assert prompted == []
+    agent.reader.config = replace(agent.reader.config, base_sure_logprob=0.0)  # no word is sure: every window is open
+    agent.infer(clip("weather"), cache_logits=False)
+    assert prompted == ["Glossary: Kubernetes, Xochitl."]

@@ -173,3 +173,20 @@ def test_a_term_may_replace_the_very_words_a_correction_of_it_replaced():
     seth = guarded_text("Seth is fixing the bike.", "Ceph is fixing the bike.", ["Ceph"], [-0.5] * 5, -1.25, [-0.07] * 5, -0.3,
                         {"ceph": {"seff"}}, -2.0)  # fmt: skip
     assert seth == "Seth is fixing the bike."
+
+
+@pytest.mark.parametrize(
+    "base, confidence, misheard, text, is_open",
+    [
+        ("Seth is fixing the bike", [-0.01, -0.02, -0.1, -0.01, -0.05], {}, "Seth is fixing the bike", False),  # all sure
+        ("Deploy to Cuba Nates tonight", [-0.1, -0.01, -0.9, -1.4, -0.05], {}, "Deploy to Cuba Nates tonight", True),  # unsure words
+        ("Deploy to Cuba Nates tonight", [-0.1, -0.01, -0.9, -1.4, -0.05], {}, "Deploy to Kubernetes tonight", False),  # written already
+        ("Ask Valero about it", [-0.1, -0.05, -0.1, -0.1], {"velero": {"valero"}}, "Ask Valero about it", True),  # misheard, though sure
+        ("Ask Valero about it", None, {}, "Ask Valero about it", True),  # no confidence: every word is open
+        ("", [], {}, "", False),
+    ],
+)
+def test_a_window_is_open_to_terms_only_where_the_guard_could_show_one(base, confidence, misheard, text, is_open):
+    from ffasr_cli.guard import open_to_terms
+
+    assert open_to_terms(base, confidence, -0.3, misheard, text, ["Kubernetes", "Velero"]) is is_open
