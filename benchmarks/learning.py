@@ -8,7 +8,8 @@
 
 Each row replays the training dialogs into a fresh state dir through the same code as
 ``ffasr replay`` (``run_replay``: predict → score → learn), then scores the eval sets:
-term recall on unseen sentences in other voices, false insertions on sound-alike sentences, WER
+term recall on unseen sentences in other voices, false insertions on sound-alike sentences (and on
+the harder ones, soundalike_hard*.jsonl, where generated), WER
 on general TTS speech and on real human speech (Debian's asterisk prompts, if generated).
 The default row and the weights-alone row are trained with three seeds and pooled: training is
 sensitive to them (one sentence more or less per slice), and one run would report that noise as
@@ -109,10 +110,20 @@ def known_row(name: str) -> bool:
     return base in ROWS and voice in ("", *TRAINING_VOICES) and (not count or (count.isdigit() and int(count) > 0))
 
 
+# harder sound-alikes (a term's usual mishearing as a real word, the term split into words, its
+# onset in a word), every term's: those of the tuning slices, and those of the held-out ones
+HARD_SOUNDALIKES = {  # file: its column in the overview
+    "soundalike_hard.jsonl": "hard sound-alikes with a term",
+    "soundalike_hard_heldout.jsonl": "held-out hard sound-alikes with a term",
+}
+SOUNDALIKE_FILES = ("soundalike.jsonl", *HARD_SOUNDALIKES)
+
+
 def eval_files(data: Path, slice_name: str, quick: bool) -> list[Path]:
     names = [f"terms_{slice_name}.jsonl", "soundalike.jsonl", "general.jsonl"]
     if not quick:
         names += [f"terms_{slice_name}_espeak.jsonl", "asterisk/asterisk.jsonl"]
+    names += list(HARD_SOUNDALIKES)  # last: the curve job takes the first and the third
     return [data / n for n in names if (data / n).exists()]
 
 
@@ -155,8 +166,10 @@ def run_row(args: tuple) -> dict:
                     session.close()
         report = joined(reports)
     after = {file: entry["metrics"]["after"] for file, entry in report["eval"].items()}
-    if "soundalike.jsonl" in report["eval"]:  # stricter than the per-sentence term: any of the slice's terms
-        after["soundalike.jsonl"]["any_term_insertions"] = any_term_insertions(report["eval"]["soundalike.jsonl"]["after"], data / f"terms_{slice_name}.jsonl")
+    for file in SOUNDALIKE_FILES:  # stricter than the per-sentence term: any of the slice's terms
+        if file in report["eval"]:
+            rows = report["eval"][file]["after"]
+            after[file]["any_term_insertions"] = any_term_insertions(rows, data / f"terms_{slice_name}.jsonl")
     summary = report["summary"]
     return {
         "row": row, "slice": slice_name, "seed": seed, "date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - started, 1), "metrics": after,
@@ -311,7 +324,8 @@ def counts(runs: list[dict], slice_name: str) -> dict:
 def overview(results: list[dict]) -> str:
     """One line per row run on more than one slice: term recall per slice, pooled over seeds, and
     pooled over the tuning and the held-out slices; sound-alikes with any term of the slice; the
-    largest WER rise over plain decoding on everyday and on human speech."""
+    largest WER rise over plain decoding on everyday and on human speech; and, where measured, the
+    harder sound-alikes with any term of the slice."""
 
     def terms_file(r: dict, espeak: bool) -> dict | None:
         files = [f for f in r["metrics"] if f.startswith("terms_") and f.endswith("_espeak.jsonl") == espeak]
@@ -323,6 +337,10 @@ def overview(results: list[dict]) -> str:
         total = sum(m["utterances"] for m in scored)
         return f"{100 * hits / total:.1f} ({hits}/{total})" if total else "–"
 
+    def insertions(runs: list[dict], file: str) -> str:
+        scored = [r["metrics"][file] for r in runs if file in r["metrics"]]
+        return f"{sum(m['any_term_insertions'] for m in scored)}/{sum(m['forbidden'] for m in scored)}" if scored else "–"
+
     def wer_rise(runs: list[dict], file: str) -> str:
         plain = {r["slice"]: r["metrics"][file]["wer"] for r in results if r["row"] == "plain" and file in r["metrics"]}
         rises = [r["metrics"][file]["wer"] - plain[r["slice"]] for r in runs if file in r["metrics"] and r["slice"] in plain]
@@ -331,8 +349,10 @@ def overview(results: list[dict]) -> str:
     slices = sorted({r["slice"] for r in results})
     tuning = [s for s in slices if not s.startswith("heldout")]
     held = [s for s in slices if s.startswith("heldout")]
+    # the harder sound-alikes, when measured: one column per file, after the others
+    hard = [f for f in HARD_SOUNDALIKES if any(f in r["metrics"] for r in results)]
     header = ["row", *tuning, "**tuning, pooled**", *held, "**held-out, pooled**",
-              "held-out espeak", "sound-alikes with a term", "general WER rise", "human WER rise"]  # fmt: skip
+              "held-out espeak", "sound-alikes with a term", "general WER rise", "human WER rise", *(HARD_SOUNDALIKES[f] for f in hard)]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in dict.fromkeys(r["row"] for r in results):
         runs = [r for r in results if r["row"] == row]
@@ -343,7 +363,7 @@ def overview(results: list[dict]) -> str:
         cells = [row, *by_slice[: len(tuning)], recall([r for r in runs if r["slice"] in tuning]), *by_slice[len(tuning) :],
                  recall([r for r in runs if r["slice"] in held]), recall([r for r in runs if r["slice"] in held], espeak=True),
                  f"{sum(m['any_term_insertions'] for m in sound)}/{sum(m['forbidden'] for m in sound)}",
-                 wer_rise(runs, "general.jsonl"), wer_rise(runs, "asterisk.jsonl")]  # fmt: skip
+                 wer_rise(runs, "general.jsonl"), wer_rise(runs, "asterisk.jsonl"), *(insertions(runs, f) for f in hard)]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -368,7 +388,7 @@ def table(results: list[dict]) -> str:
         header = ["row"]
         for f in files:
             stem = f.removesuffix(".jsonl")
-            header += [f"{stem} recall %", f"{stem} WER %"] if stem.startswith("terms") else ([f"{stem} false ins. (any term)"] if stem == "soundalike" else [f"{stem} WER %"])
+            header += [f"{stem} recall %", f"{stem} WER %"] if stem.startswith("terms") else ([f"{stem} false ins. (any term)"] if stem.startswith("soundalike") else [f"{stem} WER %"])
         header += ["updates (rolled back)", "update s", "row s"]
         lines += [f"\n**slice: {slice_name}**\n", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in rows:
@@ -376,7 +396,7 @@ def table(results: list[dict]) -> str:
             for f in files:
                 m = r["metrics"].get(f)
                 stem = f.removesuffix(".jsonl")
-                cells += [cell(m, "term_recall"), cell(m, "wer")] if stem.startswith("terms") else ([cell(m, "false_insertions")] if stem == "soundalike" else [cell(m, "wer")])
+                cells += [cell(m, "term_recall"), cell(m, "wer")] if stem.startswith("terms") else ([cell(m, "false_insertions")] if stem.startswith("soundalike") else [cell(m, "wer")])
             cells += [f"{r['updates'] or 0:g} ({r['rolled_back'] or 0:g})", f"{r['update_seconds'] or 0:.1f}", f"{r['seconds']:.0f}"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
