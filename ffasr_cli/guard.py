@@ -24,7 +24,11 @@ fixing") is a harder case, and two confidences decide it, one of each model:
 What the user corrected outranks both: over the very words a correction of the term replaced
 (``misheard_as``: "Valero" corrected to "Velero"), the base model's sureness does not count, and
 the term needs only ``misheard_min_logprob`` (``decoding.misheard_min_logprob``). A sound-alike
-the user never corrected keeps both tests. Letters the user spelled ("N-G-O-C-I") are never
+the user never corrected keeps both tests. And where the user corrected a shown term back to what
+was said ("Ceph is fixing the bike" → "Seth is fixing the bike", ``fixed_back``), the term is not
+shown over those words again; if corrections of the term also replaced those very words (the base
+model writes "Seth" for the term too), only in the context the user fixed it back in (a word
+beside it the same). Letters the user spelled ("N-G-O-C-I") are never
 replaced by a term: they say the word more surely than any reading of them.
 
 docs/guard.md states these rules for users, and docs/decisions.md gives the measurements behind
@@ -96,6 +100,30 @@ def misheard_as(hypothesis: str, label: str, terms: Iterable[str]) -> dict[str, 
     return found
 
 
+FixedBack = dict[str, dict[str, set[str]]]  # term key -> a word the user said in its place -> the keys of the words beside it
+
+
+def fixed_back(hypothesis: str, label: str, terms: Iterable[str]) -> FixedBack:
+    """For each of ``terms`` that ``hypothesis`` wrote where ``label`` says other words (the user
+    corrected a learned term back: "Ceph is fixing" → "Seth is fixing"), those words' keys, each
+    with the keys of the label's words beside the stretch (its context). Function words are left out.
+    """
+    keys = {word_key(t) for t in terms}
+    heard, said = hypothesis.split(), label.split()
+    said_keys = [word_key(w) for w in said]
+    matcher = SequenceMatcher(None, [word_key(w) for w in heard], said_keys, autojunk=False)
+    found: FixedBack = {}
+    for op, h1, h2, s1, s2 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        context = {said_keys[j] for j in (s1 - 1, s2) if 0 <= j < len(said)} - {""}
+        for term in {word_key(w) for w in heard[h1:h2]} & keys:
+            for word in said_keys[s1:s2]:
+                if word and word not in STOPWORDS and word not in keys:
+                    found.setdefault(term, {}).setdefault(word, set()).update(context)
+    return found
+
+
 def guarded_text(
     base: str,
     adapted: str,
@@ -106,6 +134,7 @@ def guarded_text(
     base_sure_logprob: float = math.inf,
     misheard: Mapping[str, set[str]] | None = None,
     misheard_min_logprob: float | None = None,
+    fixed: Mapping[str, Mapping[str, set[str]]] | None = None,
 ) -> str:
     """``adapted`` where it agrees with ``base`` or confidently writes one of ``terms``; ``base`` elsewhere.
 
@@ -115,7 +144,9 @@ def guarded_text(
     None for either (words that do not line up with the tokens) trusts every word.
     ``misheard``: per term key, the words corrections of it replaced (``misheard_as``); over those,
     a term needs only ``misheard_min_logprob`` and the base model's sureness does not count (None:
-    no such rule).
+    no such rule). ``fixed``: per term key, the words the user corrected it back to (``fixed_back``):
+    never replaced by the term, unless corrections of the term replaced them too, and then only
+    outside the contexts it was fixed back in.
     Where the adapter only split a base word ("afternoon" → "after noon", with "after" taught in
     another voice), the base word stands: a term inside it was not said as a word.
     Where the base reading spells single letters ("N-G-O-C-I"), it stands: the user spelled the word.
@@ -132,7 +163,7 @@ def guarded_text(
     if base_confidence is not None and len(base_confidence) != len(base_words):
         base_confidence = None
 
-    misheard = misheard or {}
+    misheard, fixed = misheard or {}, fixed or {}
 
     def stands_for(b1: int, b2: int, a1: int, a2: int, i: int) -> list[int]:
         """The base words adapted word ``i`` stands for (one for one where the counts agree)."""
@@ -144,9 +175,22 @@ def guarded_text(
         keys = [word_key(base_words[j]) for j in words]
         return any(k in known for k in keys) and all(k in known or k in STOPWORDS for k in keys)
 
+    def was_fixed_back(term: str, words: list[int]) -> bool:
+        """Whether the user corrected ``term`` back to these base words, in a context like this one."""
+        away = fixed.get(word_key(term), {})
+        keys = [k for j in words if (k := word_key(base_words[j])) not in STOPWORDS]
+        if not keys or not all(k in away for k in keys):
+            return False
+        if not was_misheard(term, words):
+            return True  # the user never said these words were the term
+        beside = {word_key(base_words[j]) for j in (min(words) - 1, max(words) + 1) if 0 <= j < len(base_words)}
+        return any(beside & away[k] for k in keys)
+
     def stands(term: str, b1: int, b2: int, a1: int, a2: int, i: int) -> bool:
         """Whether adapted word ``i``, which writes ``term``, is shown."""
         words = stands_for(b1, b2, a1, a2, i)
+        if was_fixed_back(term, words):
+            return False
         if misheard_min_logprob is not None and was_misheard(term, words):
             return confidence is None or confidence[i] >= misheard_min_logprob
         sure = base_confidence is not None and bool(words) and min(base_confidence[j] for j in words) >= base_sure_logprob

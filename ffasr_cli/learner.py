@@ -37,7 +37,7 @@ from .cache import CacheEntry, InteractionCache
 from .config import TrainingConfig
 from .corrections import learned_terms
 from .errors import CorrectionRejected, FfasrError
-from .guard import misheard_as, word_key
+from .guard import FixedBack, fixed_back, misheard_as, word_key
 from .modes import Target, UpdateMode
 
 
@@ -98,6 +98,7 @@ class Learner:
         self.canaries: deque[Example] = deque(maxlen=config.canary_size)
         self.taught_terms: set[str] = set()  # words corrections taught: the term guard lets the adapter write only these
         self.misheard: dict[str, set[str]] = {}  # taught term (key) -> the words corrections of it replaced, for the guard
+        self.fixed_back: FixedBack = {}  # taught term (key) -> words the user corrected it back to, with their contexts
         self.steps = 0
         self.last_update: UpdateResult | None = None
         self.abandon = threading.Event()  # set from another thread: a running update stops and is undone
@@ -117,7 +118,12 @@ class Learner:
             if len(tokens) > limit:
                 raise CorrectionRejected(f"correction too long for one 30 s window ({len(tokens)} tokens, at most {limit})")
             targets.append(Target(window, tokens))
-        return Example(entry.cache_id, entry.text, label, tuple(targets), tuple(learned_terms(entry.text, label, self.tokenizer)), confirms=confirms)
+        # Words put back where a taught term was shown, that corrections of the term had replaced
+        # ("Cuba Nates" for Kubernetes), undo it and teach no term of their own; a new name put in
+        # its place ("Grafana") is a term. (An everyday word, "Seth", never is: ``learned_terms``.)
+        put_back = {w for term, words in fixed_back(entry.text, label, self.taught_terms).items() for w in words if w in self.misheard.get(term, ())}
+        terms = tuple(t for t in learned_terms(entry.text, label, self.tokenizer) if word_key(t) not in put_back)
+        return Example(entry.cache_id, entry.text, label, tuple(targets), terms, confirms=confirms)
 
     def entry(self, cache_id: str) -> CacheEntry:
         entry = self.cache.get(cache_id)
@@ -159,6 +165,7 @@ class Learner:
             raise CorrectionRejected(f"nothing was learned from this correction: {error}") from None
         self.taught_terms.update(example.terms)  # the term guard lets the adapter write these
         self.note_misheard(example.hypothesis, example.label, example.terms)
+        self.note_fixed_back(example.hypothesis, example.label)
         self.pending.append(example)
         self.accumulated += 1
         return example.loss
@@ -168,12 +175,19 @@ class Learner:
         for term, words in misheard_as(hypothesis, label, terms).items():
             self.misheard.setdefault(term, set()).update(words)
 
+    def note_fixed_back(self, hypothesis: str, label: str) -> None:
+        """Remember where ``label`` put back the words ``hypothesis`` had shown a taught term over (``guard.fixed_back``)."""
+        for term, words in fixed_back(hypothesis, label, self.taught_terms).items():
+            for word, context in words.items():
+                self.fixed_back.setdefault(term, {}).setdefault(word, set()).update(context)
+
     def vocabulary_is(self, terms: Iterable[str]) -> None:
         """The profile's vocabulary decides which terms the guard lets the adapter write: a term
         removed from it (``ffasr vocab remove``) is forgotten here too, one added is let through."""
         self.taught_terms = set(terms)
         keys = {word_key(t) for t in self.taught_terms}
         self.misheard = {key: words for key, words in self.misheard.items() if key in keys}
+        self.fixed_back = {key: words for key, words in self.fixed_back.items() if key in keys}
 
     def _recompute_gradients(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -342,6 +356,7 @@ class Learner:
             "examples": {e.cache_id: (e.entry, e.label) for e in (*self.replay, *self.canaries)},
             "taught_terms": sorted(self.taught_terms),
             "misheard": {term: sorted(words) for term, words in sorted(self.misheard.items())},
+            "fixed_back": {term: {w: sorted(c) for w, c in sorted(words.items())} for term, words in sorted(self.fixed_back.items())},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -365,6 +380,7 @@ class Learner:
                 self.keep_canary(examples[cache_id][0])
         self.taught_terms = set(state["taught_terms"])
         self.misheard = {term: set(words) for term, words in state["misheard"].items()}
+        self.fixed_back = {term: {w: set(c) for w, c in words.items()} for term, words in state.get("fixed_back", {}).items()}  # none before fix-backs were kept
 
 
 def _with_loss(example: Example, loss: float) -> Example:

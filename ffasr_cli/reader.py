@@ -46,6 +46,7 @@ class Learned:
     steps: int = 0  # updates applied: 0 means the adapter is still the identity
     terms: frozenset[str] = frozenset()  # the terms the guard lets the adapter write
     misheard: dict[str, frozenset[str]] = field(default_factory=dict)  # term key -> words a correction of it replaced
+    fixed_back: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)  # term key -> words it was corrected back to -> their contexts
 
 
 class Reader:
@@ -71,7 +72,10 @@ class Reader:
     def adopt(self, learner: Learner) -> None:
         """Take what ``learner`` has taught now: the terms and misheard words, and (with a model of
         its own) the adapter's weights, all at once, between two windows."""
-        learned = Learned(learner.steps, frozenset(learner.taught_terms), {k: frozenset(v) for k, v in learner.misheard.items()})
+        learned = Learned(
+            learner.steps, frozenset(learner.taught_terms), {k: frozenset(v) for k, v in learner.misheard.items()},
+            {k: {w: frozenset(c) for w, c in v.items()} for k, v in learner.fixed_back.items()},
+        )  # fmt: skip
         with self.lock:
             if self.apart:
                 ours = dict(self.model.named_parameters())
@@ -148,7 +152,7 @@ class Reader:
         return guarded_text(
             base.text, reading.text, terms,
             self.word_logprobs(reading), d.term_min_logprob, self.word_logprobs(base), d.base_sure_logprob,
-            self.learned.misheard, d.misheard_min_logprob,
+            self.learned.misheard, d.misheard_min_logprob, self.learned.fixed_back,
         )  # fmt: skip
 
     def word_logprobs(self, capture: WindowCapture) -> list[float] | None:

@@ -193,10 +193,11 @@ class Session:
         self.refresh_glossary()
 
     def _misheard_from_store(self) -> None:
-        """For a checkpoint that holds the adapter alone: the words earlier corrections replaced, from the store."""
+        """For a checkpoint that holds the adapter alone: the words earlier corrections replaced, and put back, from the store."""
         for done in self.store.interactions(self.profile):
             if done.source != "accepted" and done.status in ("applied", "pending") and done.hypothesis and done.label:
                 self.agent.learner.note_misheard(done.hypothesis, done.label, learned_terms(done.hypothesis, done.label, self.agent.tokenizer))
+                self.agent.learner.note_fixed_back(done.hypothesis, done.label)
 
     def _restore_canaries(self, since: float) -> None:
         """The transcripts accepted after the checkpoint (``since``) are canaries again, in order."""

@@ -190,3 +190,30 @@ def test_a_window_is_open_to_terms_only_where_the_guard_could_show_one(base, con
     from ffasr_cli.guard import open_to_terms
 
     assert open_to_terms(base, confidence, -0.3, misheard, text, ["Kubernetes", "Velero"]) is is_open
+
+
+def test_fixed_back_records_the_words_put_back_where_a_term_was_shown_and_their_context():
+    from ffasr_cli.guard import fixed_back
+
+    assert fixed_back("Ceph is fixing the bike.", "Seth is fixing the bike.", ["Ceph"]) == {"ceph": {"seth": {"is"}}}
+    assert fixed_back("We flew to Kubernetes last spring.", "We flew to Cuba last spring.", ["Kubernetes"]) == {"kubernetes": {"cuba": {"to", "last"}}}
+    assert fixed_back("Restart Ceph now.", "Restart Ceph now please.", ["Ceph"]) == {}  # the term stays: nothing put back
+    assert fixed_back("Seth is fixing it.", "Ceph is fixing it.", ["Ceph"]) == {}  # a correction to the term, not away from it
+
+
+def test_a_term_is_not_shown_again_over_the_words_it_was_fixed_back_to():
+    fixed = {"ceph": {"seth": {"is"}}}
+    assert guarded_text("Seth is fixing the car.", "Ceph is fixing the car.", ["Ceph"], fixed=fixed) == "Seth is fixing the car."
+    assert guarded_text("Seth will call you.", "Ceph will call you.", ["Ceph"], fixed=fixed) == "Seth will call you."
+    # other words the base model wrote for the term are still open to it
+    assert guarded_text("Restart Seff now.", "Restart Ceph now.", ["Ceph"], fixed=fixed) == "Restart Ceph now."
+
+
+def test_where_the_term_was_misheard_as_the_same_words_the_fix_back_holds_only_in_its_context():
+    misheard, fixed = {"ceph": {"seth"}}, {"ceph": {"seth": {"is"}}}
+
+    def shown(base, adapted):
+        return guarded_text(base, adapted, ["Ceph"], misheard=misheard, misheard_min_logprob=-2.0, fixed=fixed)
+
+    assert shown("Seth is fixing the car.", "Ceph is fixing the car.") == "Seth is fixing the car."  # as fixed back
+    assert shown("Restart Seth on the cluster.", "Restart Ceph on the cluster.") == "Restart Ceph on the cluster."  # as corrected

@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from ..corrections import clean_text
+from ..corrections import clean_text, word_key
 from ..errors import FfasrError
+from ..guard import fixed_back
 from ..store import Store
 from .common import Profile, StateDir, Wait, printable, reports_errors, shown, state_dir
 
@@ -31,13 +33,25 @@ def cleaned_terms(terms: list[str]) -> list[str]:
 @app.command("list")
 @reports_errors
 def list_terms(state: StateDir = None, profile: Profile = "default") -> None:
-    """List the terms, most corrected first."""
+    """List the terms, most corrected first, and the sentences each was corrected back out of."""
     with Store.open(state_dir(state), readonly=True) as store:
         terms = store.terms(profile)
-    table = Table("term", "count", "source")
+        away = fixed_back_sentences(store.interactions(profile), [term.term for term in terms])
+    table = Table("term", "count", "source", "corrected back in")
     for term in terms:
-        table.add_row(shown(term.term), str(term.count), term.source)
+        table.add_row(shown(term.term), str(term.count), term.source, Text("\n").join(shown(s) for s in away.get(word_key(term.term), [])))
     Console().print(table)
+
+
+def fixed_back_sentences(interactions, terms: list[str]) -> dict[str, list[str]]:
+    """Per term key, the sentences in which a correction put back what was said where the term had
+    been shown (``guard.fixed_back``): where the term guard no longer shows it."""
+    found: dict[str, list[str]] = {}
+    for row in interactions:
+        if row.source != "accepted" and row.status in ("applied", "pending") and row.hypothesis and row.label:
+            for term in fixed_back(row.hypothesis, row.label, terms):
+                found.setdefault(term, []).append(row.label)
+    return found
 
 
 @app.command("add")
