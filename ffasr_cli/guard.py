@@ -225,6 +225,25 @@ def guarded_text(
     return " ".join(kept)
 
 
+def doubtful_terms(base: str, base_confidence: Sequence[float] | None, base_sure_logprob: float, text: str, terms: Iterable[str]) -> tuple[str, ...]:
+    """The words of ``text`` that write a term over base words the base model was sure of.
+
+    Only the misheard rule shows a term there (a correction said those words were the term), and
+    it is where a wrong term is likeliest: ``listen`` marks these, one correction back away.
+    """
+    words = base.split()
+    if base_confidence is None or len(base_confidence) != len(words):
+        return ()
+    term_keys = {word_key(t) for t in terms}
+    shown = text.split()
+    doubtful = []
+    matcher = SequenceMatcher(None, [word_key(w) for w in words], [word_key(w) for w in shown], autojunk=False)
+    for op, b1, b2, t1, t2 in matcher.get_opcodes():
+        if op != "equal" and b2 > b1 and min(base_confidence[b1:b2]) >= base_sure_logprob:
+            doubtful += [w for w in shown[t1:t2] if word_key(w) in term_keys]
+    return tuple(doubtful)
+
+
 def open_to_terms(
     base: str, base_confidence: Sequence[float] | None, base_sure_logprob: float, misheard: Mapping[str, Iterable[str]], text: str, terms: Iterable[str]
 ) -> bool:

@@ -34,7 +34,7 @@ from .capture import Window, WindowCapture, encode
 from .config import DecodingConfig
 from .corrections import holds_spelling, is_common_word
 from .evaluate import written_terms
-from .guard import added_terms, guarded_text, open_to_terms, word_logprobs
+from .guard import added_terms, doubtful_terms, guarded_text, open_to_terms, word_logprobs
 from .learner import Learner
 from .projection import int8_available
 
@@ -141,7 +141,9 @@ class Reader:
         for reading in self.readings:
             if not reading.read(task):
                 break
-        return dataclasses.replace(task.capture, text=task.text)
+        terms = self.learned.terms | set(self.glossary)
+        doubtful = doubtful_terms(task.base.text, self.word_logprobs(task.base), self.config.base_sure_logprob, task.text, terms)
+        return dataclasses.replace(task.capture, text=task.text, doubtful=doubtful)
 
     def loops(self, capture: WindowCapture) -> bool:
         return capture.compression_ratio > self.config.compression_ratio_threshold

@@ -47,6 +47,7 @@ class Heard:
     cache_id: str | None  # None when nothing was said
     audio: str
     seconds: float
+    doubtful: tuple[str, ...] = ()  # shown terms the base model heard as words it was sure of: where to look for a wrong term
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,9 @@ class Session:
     def hear(self, audio, name: str | None = None) -> Heard:
         started = time.perf_counter()
         text, cache_id = self.agent.infer(audio, cache_logits=True)
-        return Heard(text, cache_id, name or (str(audio) if isinstance(audio, (str, Path)) else "<array>"), time.perf_counter() - started)
+        entry = self.agent.cache.get(cache_id) if cache_id else None
+        doubtful = tuple(w for window in entry.windows for w in window.doubtful) if entry else ()
+        return Heard(text, cache_id, name or (str(audio) if isinstance(audio, (str, Path)) else "<array>"), time.perf_counter() - started, doubtful)
 
     def hear_correction(self, audio, heard: Heard) -> str:
         """The label a spoken correction gives; CorrectionRejected (saying what was heard) when it gives none.

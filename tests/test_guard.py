@@ -217,3 +217,13 @@ def test_where_the_term_was_misheard_as_the_same_words_the_fix_back_holds_only_i
 
     assert shown("Seth is fixing the car.", "Ceph is fixing the car.") == "Seth is fixing the car."  # as fixed back
     assert shown("Restart Seth on the cluster.", "Restart Ceph on the cluster.") == "Restart Ceph on the cluster."  # as corrected
+
+
+def test_a_term_shown_over_words_the_base_model_was_sure_of_is_doubtful():
+    from ffasr_cli.guard import doubtful_terms
+
+    sure, unsure = [-0.01, -0.02, -0.05, -0.1], [-0.01, -1.5, -0.05, -0.1]
+    assert doubtful_terms("Ask Valero about it", sure, -0.3, "Ask Velero about it", ["Velero"]) == ("Velero",)
+    assert doubtful_terms("Ask Valero about it", unsure, -0.3, "Ask Velero about it", ["Velero"]) == ()  # a guess replaced
+    assert doubtful_terms("Ask Valero about it", sure, -0.3, "Ask Valero about it", ["Velero"]) == ()  # no term shown
+    assert doubtful_terms("Ask Valero about it", None, -0.3, "Ask Velero about it", ["Velero"]) == ()

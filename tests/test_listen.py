@@ -765,3 +765,13 @@ def test_a_line_out_of_reach_is_one_line_saying_which_are_open(capsys):
     assert capsys.readouterr().err.splitlines() == [
         "line 2 is answered already; lines 5-14 are open", "there is no line 99", "line 2 is answered already; lines 5-14 are open",
     ]
+
+
+def test_a_doubtful_term_is_marked_on_the_screen_and_the_text_stays_data():
+    from ffasr_cli.commands.listen import DOUBTFUL, marked
+
+    line = marked("Ask Velero about [bold]it", ("Velero",))
+    assert line.plain == "Ask Velero about [bold]it"  # the words as said, markup-looking text included
+    styled = [line.plain[span.start : span.end] for span in line.spans if span.style == DOUBTFUL]
+    assert styled == ["Velero"]
+    assert not marked("Ask Velero about it", ()).spans

@@ -106,6 +106,20 @@ class AudioLog:
 # ------------------------------------------------------------------------------- the screen
 
 
+DOUBTFUL = "bold yellow underline"  # a learned term shown over a word the plain model was sure of
+
+
+def marked(text: str, doubtful: tuple[str, ...]) -> Text:
+    """``text`` as data, the words in ``doubtful`` marked (``guard.doubtful_terms``): where a wrong term is likeliest."""
+    if not doubtful:
+        return shown(text)
+    line = Text()
+    for i, word in enumerate(text.split(" ")):
+        line.append(" " if i else "")
+        line.append_text(shown(word, DOUBTFUL if word in doubtful else ""))
+    return line
+
+
 class Screen:
     """What listen shows: progress lines on stderr (transcripts on stdout from a script), and at a
     terminal one status line under them, redrawn in place from any thread: the microphone's state
@@ -141,9 +155,9 @@ class Screen:
         if self.live:
             self.show(Text.assemble(("› ", "dim"), shown(text, "dim")))
 
-    def transcript(self, number: int, text: str, numbered: bool) -> None:
+    def transcript(self, number: int, text: str, numbered: bool, doubtful: tuple[str, ...] = ()) -> None:
         if self.interactive:
-            self.show(Text.assemble((f"{number:>3}  ", "bold"), shown(text)))
+            self.show(Text.assemble((f"{number:>3}  ", "bold"), marked(text, doubtful)))
             return
         with self._lock:
             sys.stdout.write(f"{number}: {printable(text)}\n" if numbered else f"{printable(text)}\n")
@@ -439,7 +453,7 @@ class _Loop:
             self.say("(nothing heard)", "dim")
             return None
         self.heard += 1
-        self.screen.transcript(self.heard, heard.text, numbered=self.continuous)
+        self.screen.transcript(self.heard, heard.text, numbered=self.continuous, doubtful=heard.doubtful)
         if not self.interactive and (waiting := self.screen.queued()):
             self.say(f"ffasr: queued: {waiting}")
         return _Line(self.heard, heard, name, saved)
