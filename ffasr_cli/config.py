@@ -69,8 +69,8 @@ class DecodingConfig:
     language: str = "en"
     beam_size: int | None = setting(None, 1, 32)  # None: greedy
     # On CPU, the decoder's output projection (51,864 logits a token) in int8 while decoding: 5.6x
-    # less time for that product, the same transcripts and learning results (projection.py,
-    # BENCHMARKS.md); false decodes exactly as openai-whisper does.
+    # less time for that product, the same tokens on 61 benchmark clips, learning results within
+    # seed noise (projection.py, docs/decisions.md); false decodes exactly as openai-whisper does.
     int8_projection: bool = True
     glossary: bool = True  # a third reading: the base model prompted with the learned terms (docs/guard.md)
     glossary_max_terms: int = setting(24, 0, 200)
