@@ -155,7 +155,6 @@ def encode(model: Whisper, audio: np.ndarray, fp16: bool) -> tuple[torch.Tensor,
     return mel, model.encoder(mel.unsqueeze(0).half() if fp16 else mel.unsqueeze(0))
 
 
-
 @dataclass
 class Window:
     """One encoded window and what its readings share: the encoder output, and the cross-attention
@@ -195,8 +194,8 @@ class Window:
         """
         if options.beam_size:
             return self.decode_apart(options, keep)
-        adapted, base = self.cross_kv(True), self.cross_kv(False)
-        both = {p: adapted[p] if adapted[p] is base[p] else torch.cat([adapted[p], base[p]]) for p in adapted}
+        adapted_kv, base_kv = self.cross_kv(True), self.cross_kv(False)
+        both = {p: kv if kv is base_kv[p] else torch.cat([kv, base_kv[p]]) for p, kv in adapted_kv.items()}
         with adapter_rows(self.model, 1):  # row 0 adapted, row 1 the base model
             task = CapturingTask(self.model, options, keep, self.dtype, both, self.int8)
             adapted, base = task.run(self.features.expand(2, -1, -1))

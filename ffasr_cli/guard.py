@@ -83,6 +83,11 @@ def _may_stand_for(base_words: int, reading_words: int, terms: int) -> bool:
     return base_words <= MAX_TERM_WORDS * terms + reading_words - terms
 
 
+def word_opcodes(before: Sequence[str], after: Sequence[str]) -> list[tuple[str, int, int, int, int]]:
+    """difflib's opcodes turning the words ``before`` into ``after``, compared by ``word_key``."""
+    return SequenceMatcher(None, [word_key(w) for w in before], [word_key(w) for w in after], autojunk=False).get_opcodes()
+
+
 def misheard_as(hypothesis: str, label: str, terms: Iterable[str]) -> dict[str, set[str]]:
     """For each of ``terms`` (what the label taught: ``learned_terms``), the keys of the words it replaced in the hypothesis.
 
@@ -90,9 +95,8 @@ def misheard_as(hypothesis: str, label: str, terms: Iterable[str]) -> dict[str, 
     """
     keys = {word_key(t) for t in terms}
     heard, said = hypothesis.split(), label.split()
-    matcher = SequenceMatcher(None, [word_key(w) for w in heard], [word_key(w) for w in said], autojunk=False)
     found: dict[str, set[str]] = {}
-    for op, h1, h2, s1, s2 in matcher.get_opcodes():
+    for op, h1, h2, s1, s2 in word_opcodes(heard, said):
         if op == "equal":
             continue
         for term in {word_key(w) for w in said[s1:s2]} & keys:
@@ -111,9 +115,8 @@ def fixed_back(hypothesis: str, label: str, terms: Iterable[str]) -> FixedBack:
     keys = {word_key(t) for t in terms}
     heard, said = hypothesis.split(), label.split()
     said_keys = [word_key(w) for w in said]
-    matcher = SequenceMatcher(None, [word_key(w) for w in heard], said_keys, autojunk=False)
     found: FixedBack = {}
-    for op, h1, h2, s1, s2 in matcher.get_opcodes():
+    for op, h1, h2, s1, s2 in word_opcodes(heard, said):
         if op == "equal":
             continue
         context = {said_keys[j] for j in (s1 - 1, s2) if 0 <= j < len(said)} - {""}
@@ -237,8 +240,7 @@ def doubtful_terms(base: str, base_confidence: Sequence[float] | None, base_sure
     term_keys = {word_key(t) for t in terms}
     shown = text.split()
     doubtful = []
-    matcher = SequenceMatcher(None, [word_key(w) for w in words], [word_key(w) for w in shown], autojunk=False)
-    for op, b1, b2, t1, t2 in matcher.get_opcodes():
+    for op, b1, b2, t1, t2 in word_opcodes(words, shown):
         if op != "equal" and b2 > b1 and min(base_confidence[b1:b2]) >= base_sure_logprob:
             doubtful += [w for w in shown[t1:t2] if word_key(w) in term_keys]
     return tuple(doubtful)
@@ -261,8 +263,7 @@ def open_to_terms(
     open_words = {i for i, w in enumerate(words) if base_confidence[i] < base_sure_logprob or word_key(w) in replaced}
     term_keys = {word_key(t) for t in terms}
     text_words = text.split()
-    matcher = SequenceMatcher(None, [word_key(w) for w in words], [word_key(w) for w in text_words], autojunk=False)
-    for op, b1, b2, t1, t2 in matcher.get_opcodes():
+    for op, b1, b2, t1, t2 in word_opcodes(words, text_words):
         if op == "equal":
             open_words -= {b1 + j for j in range(b2 - b1) if word_key(text_words[t1 + j]) in term_keys}
         elif any(word_key(w) in term_keys for w in text_words[t1:t2]):

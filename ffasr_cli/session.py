@@ -196,7 +196,7 @@ class Session:
     def _misheard_from_store(self) -> None:
         """For a checkpoint that holds the adapter alone: the words earlier corrections replaced, and put back, from the store."""
         for done in self.store.interactions(self.profile):
-            if done.source != "accepted" and done.status in ("applied", "pending") and done.hypothesis and done.label:
+            if done.teaches:
                 self.agent.learner.note_misheard(done.hypothesis, done.label, learned_terms(done.hypothesis, done.label, self.agent.tokenizer))
                 self.agent.learner.note_fixed_back(done.hypothesis, done.label)
 

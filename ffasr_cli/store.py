@@ -154,6 +154,11 @@ class Interaction:
     created_at: float
     step: int | None = None  # the update that applied it
 
+    @property
+    def teaches(self) -> bool:
+        """A correction learned or waiting to be: not an accepted transcript, applied or pending, with both texts."""
+        return self.source != "accepted" and self.status in ("applied", "pending") and bool(self.hypothesis and self.label)
+
 
 @dataclass(frozen=True)
 class Update:

@@ -48,7 +48,7 @@ def fixed_back_sentences(interactions, terms: list[str]) -> dict[str, list[str]]
     been shown (``guard.fixed_back``): where the term guard no longer shows it."""
     found: dict[str, list[str]] = {}
     for row in interactions:
-        if row.source != "accepted" and row.status in ("applied", "pending") and row.hypothesis and row.label:
+        if row.teaches:
             for term in fixed_back(row.hypothesis, row.label, terms):
                 found.setdefault(term, []).append(row.label)
     return found
