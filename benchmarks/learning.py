@@ -58,6 +58,8 @@ ROWS = {
     "encoder no-confirm": ({"mode": "encoder", "learn_confirmed": False}, True, False),  # accepted terms kept as canaries only
     "encoder guard w/o confidence": ({"mode": "encoder", "term_min_logprob": float("-inf")}, True, False),
     "encoder guard w/o base confidence": ({"mode": "encoder", "base_sure_logprob": float("inf")}, True, False),
+    # the glossary reading prompting every taught term, however often the weights wrote it (decoding.glossary_drop_after)
+    "encoder+glossary always": ({"mode": "encoder", "glossary_drop_after": 1000}, True, True),
     # the default with decoding's output projection in fp32, as openai-whisper computes it (decoding.int8_projection)
     "encoder+glossary fp32": ({"mode": "encoder", "int8_projection": False}, True, True),
     # the bigger offline model (ffasr[base]) with the shipped settings: does it learn a voice tiny.en hears badly?

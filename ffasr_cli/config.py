@@ -74,6 +74,10 @@ class DecodingConfig:
     int8_projection: bool = True
     glossary: bool = True  # a third reading: the base model prompted with the learned terms (docs/guard.md)
     glossary_max_terms: int = setting(24, 0, 200)
+    # A taught term leaves the glossary reading's prompt once the adapter itself wrote it in this
+    # many sentences the user accepted since its last correction: the weights hear it, and the
+    # prompted reading only added cost and insertions (docs/decisions.md). None: never.
+    glossary_drop_after: int | None = setting(2, 1, 1000)
     no_speech_threshold: float = setting(0.6, 0, 1.0)
     # The adapter's words stand only where they agree with the base model or write a learned term
     # (guard.py): once the adapter has been updated, each window is decoded as a batch of two

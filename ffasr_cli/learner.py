@@ -17,6 +17,9 @@ The learning rules, as sentences before the code that keeps them:
 - An update is undone when a loss or the gradient is not finite, when a weight is not finite after
   a step, or when the canaries' loss rose by more than ``canary_tolerance`` (or is not finite).
 - Anything that interrupts an update (Ctrl-C included) undoes it; the corrections stay pending.
+- A taught term the adapter itself wrote in sentences the user accepted is counted as written by
+  the weights (the glossary reading stops prompting it after ``decoding.glossary_drop_after``); a
+  correction that teaches the term again starts the count over.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .align import split_label
 from .cache import CacheEntry, InteractionCache
 from .config import TrainingConfig
 from .corrections import learned_terms
+from .evaluate import written_terms
 from .errors import CorrectionRejected, FfasrError
 from .guard import FixedBack, fixed_back, misheard_as, word_key
 from .modes import Target, UpdateMode
@@ -99,6 +103,7 @@ class Learner:
         self.taught_terms: set[str] = set()  # words corrections taught: the term guard lets the adapter write only these
         self.misheard: dict[str, set[str]] = {}  # taught term (key) -> the words corrections of it replaced, for the guard
         self.fixed_back: FixedBack = {}  # taught term (key) -> words the user corrected it back to, with their contexts
+        self.written: dict[str, set[str]] = {}  # taught term (key) -> accepted sentences (cache ids) the adapter wrote it in, since its last correction
         self.steps = 0
         self.last_update: UpdateResult | None = None
         self.abandon = threading.Event()  # set from another thread: a running update stops and is undone
@@ -166,6 +171,7 @@ class Learner:
         self.taught_terms.update(example.terms)  # the term guard lets the adapter write these
         self.note_misheard(example.hypothesis, example.label, example.terms)
         self.note_fixed_back(example.hypothesis, example.label)
+        self.note_written(example)
         self.pending.append(example)
         self.accumulated += 1
         return example.loss
@@ -181,6 +187,18 @@ class Learner:
             for word, context in words.items():
                 self.fixed_back.setdefault(term, {}).setdefault(word, set()).update(context)
 
+    def note_written(self, example: Example) -> None:
+        """Count ``example`` for the taught terms the adapter's own reading wrote, if the user accepted
+        it; a correction teaching a term starts its count over. (Sets of cache ids: an example learned
+        again after a restart counts once.)"""
+        if not example.confirms:
+            for term in example.terms:
+                self.written.pop(word_key(term), None)
+            return
+        own = " ".join(self.tokenizer.decode(list(target.window.tokens)) for target in example.targets)
+        for term in written_terms(own, self.taught_terms):
+            self.written.setdefault(word_key(term), set()).add(example.cache_id)
+
     def vocabulary_is(self, terms: Iterable[str]) -> None:
         """The profile's vocabulary decides which terms the guard lets the adapter write: a term
         removed from it (``ffasr vocab remove``) is forgotten here too, one added is let through."""
@@ -188,6 +206,7 @@ class Learner:
         keys = {word_key(t) for t in self.taught_terms}
         self.misheard = {key: words for key, words in self.misheard.items() if key in keys}
         self.fixed_back = {key: words for key, words in self.fixed_back.items() if key in keys}
+        self.written = {key: ids for key, ids in self.written.items() if key in keys}
 
     def _recompute_gradients(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -357,6 +376,7 @@ class Learner:
             "taught_terms": sorted(self.taught_terms),
             "misheard": {term: sorted(words) for term, words in sorted(self.misheard.items())},
             "fixed_back": {term: {w: sorted(c) for w, c in sorted(words.items())} for term, words in sorted(self.fixed_back.items())},
+            "written": {term: sorted(ids) for term, ids in sorted(self.written.items())},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -381,6 +401,7 @@ class Learner:
         self.taught_terms = set(state["taught_terms"])
         self.misheard = {term: set(words) for term, words in state["misheard"].items()}
         self.fixed_back = {term: {w: set(c) for w, c in words.items()} for term, words in state.get("fixed_back", {}).items()}  # none before fix-backs were kept
+        self.written = {term: set(ids) for term, ids in state.get("written", {}).items()}  # none before written terms were counted
 
 
 def _with_loss(example: Example, loss: float) -> Example:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from .capture import Window, WindowCapture, encode
 from .config import DecodingConfig
 from .corrections import holds_spelling, is_common_word
 from .evaluate import written_terms
-from .guard import added_terms, doubtful_terms, guarded_text, open_to_terms, word_logprobs
+from .guard import added_terms, doubtful_terms, guarded_text, open_to_terms, word_key, word_logprobs
 from .learner import Learner
 from .projection import int8_available
 
@@ -47,6 +48,7 @@ class Learned:
     terms: frozenset[str] = frozenset()  # the terms the guard lets the adapter write
     misheard: dict[str, frozenset[str]] = field(default_factory=dict)  # term key -> words a correction of it replaced
     fixed_back: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)  # term key -> words it was corrected back to -> their contexts
+    written: dict[str, int] = field(default_factory=dict)  # term key -> accepted sentences the adapter wrote it in, since its last correction
 
 
 class Reader:
@@ -75,6 +77,7 @@ class Reader:
         learned = Learned(
             learner.steps, frozenset(learner.taught_terms), {k: frozenset(v) for k, v in learner.misheard.items()},
             {k: {w: frozenset(c) for w, c in v.items()} for k, v in learner.fixed_back.items()},
+            {k: len(ids) for k, ids in learner.written.items()},
         )  # fmt: skip
         with self.lock:
             if self.apart:
@@ -90,11 +93,17 @@ class Reader:
 
     # ---------------------------------------------------------------- the glossary prompt
 
-    def glossary_prompt(self) -> str | None:
-        terms = self.prompt_terms()
+    def glossary_prompt(self, leave_out: Iterable[str] = ()) -> str | None:
+        terms = self.prompt_terms(leave_out)
         return f"Glossary: {', '.join(terms)}." if terms and self.config.glossary else None
 
-    def prompt_terms(self) -> list[str]:
+    def written_by_weights(self) -> set[str]:
+        """Keys of the taught terms the glossary reading no longer prompts: the adapter itself wrote
+        them in ``decoding.glossary_drop_after`` accepted sentences since their last correction."""
+        after = self.config.glossary_drop_after
+        return set() if after is None else {key for key, count in self.learned.written.items() if count >= after}
+
+    def prompt_terms(self, leave_out: Iterable[str] = ()) -> list[str]:
         """The glossary terms the prompt has room for (``glossary_max_terms``), in the glossary's order.
 
         Over the limit, names and rare words take the room first: in a voice the model mishears,
@@ -102,12 +111,14 @@ class Reader:
         corrected once must not fall out of the prompt for them (docs/decisions.md,
         ``decoding.glossary_max_terms``).
         """
+        left_out = set(leave_out)
+        glossary = [t for t in self.glossary if word_key(t) not in left_out]
         limit = self.config.glossary_max_terms
-        if len(self.glossary) <= limit:
-            return list(self.glossary)
-        by_rarity = sorted(self.glossary, key=lambda term: is_common_word(term, self.tokenizer))  # stable: each group keeps its order
+        if len(glossary) <= limit:
+            return glossary
+        by_rarity = sorted(glossary, key=lambda term: is_common_word(term, self.tokenizer))  # stable: each group keeps its order
         kept = set(by_rarity[:limit])
-        return [t for t in self.glossary if t in kept]
+        return [t for t in glossary if t in kept]
 
     # ---------------------------------------------------------------- reading audio
 
@@ -118,7 +129,7 @@ class Reader:
     def transcribe(self, audio: str | Path | np.ndarray, keep: str | None) -> tuple[WindowCapture, ...]:
         """The windows of ``audio`` as the user sees them, keeping ``keep`` for an update (None: nothing)."""
         if self.config.term_guard:
-            return self.read(audio, keep, None, self.glossary_prompt())
+            return self.read(audio, keep, None, self.glossary_prompt(leave_out=self.written_by_weights()))
         return self.read(audio, keep, self.glossary_prompt())  # nothing is checked: the glossary is Whisper's prompt (the prompt-only baseline)
 
     def read(self, audio, keep: str | None, prompt: str | None, glossary: str | None = None) -> tuple[WindowCapture, ...]:

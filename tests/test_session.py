@@ -96,6 +96,42 @@ def test_the_glossary_prompts_the_base_reading_and_never_the_adapter(tmp_path):
         session.close()
 
 
+def test_a_term_the_weights_write_in_accepted_sentences_leaves_the_glossary_prompt_until_taught_again(tmp_path):
+    def prompted(session) -> str | None:  # the glossary reading's prompt
+        return session.agent.reader.glossary_prompt(leave_out=session.agent.reader.written_by_weights())
+
+    session = open_session(tmp_path, accumulation_steps=2)  # without the glossary, both sentences need correcting
+    try:
+        for name, label in FIX.items():
+            session.teach(session.hear(clip(name)), label, "typed")
+        assert session.agent.learner.steps == 1
+    finally:
+        session.close()
+
+    session = open_session(tmp_path, glossary=True, accumulation_steps=2)
+    try:
+        assert prompted(session) == "Glossary: Kubernetes."
+        heard = session.hear(clip("kubernetes_dashboard"))  # a sentence never corrected
+        assert "Kubernetes" in heard.text
+        session.teach(heard, None, "accepted")
+        assert prompted(session) == "Glossary: Kubernetes."  # once is not yet reliably
+        session.teach(session.hear(clip("kubernetes_dashboard")), None, "accepted")
+        assert prompted(session) is None and session.agent.reader.glossary_prompt() == "Glossary: Kubernetes."  # spoken corrections keep it
+    finally:
+        session.close()
+
+    session = open_session(tmp_path, glossary=True, accumulation_steps=2)
+    try:
+        assert prompted(session) is None  # the accepted sentences were kept, and count again after a restart
+        learner = session.agent.learner
+        again = dataclasses.replace(learner.pending[0], terms=("Kubernetes",), confirms=False)  # a correction teaching it again
+        learner.note_written(again)
+        session.agent.publish()
+        assert prompted(session) == "Glossary: Kubernetes."
+    finally:
+        session.close()
+
+
 def test_a_full_prompt_keeps_the_names_before_common_words(tmp_path):
     session = open_session(tmp_path, glossary=True, glossary_max_terms=4)
     try:
