@@ -640,7 +640,7 @@ def bench_model(model_name: str, args) -> dict:
 
 # --------------------------------------------------------------------------- decode table
 
-DECODERS = ("whisper", "ffasr fresh", "ffasr after updates", "ffasr after updates, fp32 projection", "faster-whisper int8", "faster-whisper fp32")
+DECODERS = ("whisper", "ffasr fresh", "ffasr after updates", "ffasr after updates, every term prompted", "ffasr after updates, fp32 projection", "faster-whisper int8", "faster-whisper fp32")
 
 
 def faster_whisper_folder(model_name: str, tmp: Path) -> Path:
@@ -667,7 +667,10 @@ def decode_table(model_name: str, threads: int, rounds: int, tmp: Path) -> dict:
 
     "after updates" is a profile that learned the names tiny.en mishears in those clips, with the
     shipped settings (``live.open_profile``): weights, term guard and glossary reading, as
-    ``listen`` decodes. faster-whisper (a benchmark-only extra) decodes greedily, without
+    ``listen`` decodes; then the user dictated those sentences again and accepted the ones heard
+    right, as a user who goes on using it, so that the glossary reading leaves out the names the
+    weights wrote (``decoding.glossary_drop_after``). "every term prompted" keeps them all in it,
+    as right after an update. faster-whisper (a benchmark-only extra) decodes greedily, without
     timestamps, with no fallback, from the same CTranslate2 weights ffasr converts.
     """
     import torch
@@ -675,7 +678,7 @@ def decode_table(model_name: str, threads: int, rounds: int, tmp: Path) -> dict:
     from whisper.decoding import DecodingOptions
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from live import DATA as LIVE_DATA, EXAMPLES, open_profile, settle
+    from live import DATA as LIVE_DATA, EXAMPLES, clip_path, open_profile, settle, taught_examples
 
     from ffasr_cli.agent import ASRAgent
     from ffasr_cli.audio import load_audio
@@ -688,14 +691,21 @@ def decode_table(model_name: str, threads: int, rounds: int, tmp: Path) -> dict:
     fresh = ASRAgent(model_name, device="cpu")
     session, _ = open_profile(tmp / "state", model_name)
     settle(session)
+    for name, label in taught_examples().items():  # the user dictates on, and accepts what was heard right
+        heard = session.hear(str(clip_path(name)))
+        if heard.text.strip() == label:
+            session.teach(heard, None, "accepted")
+    settle(session)
     learned = session.agent
 
     def whisper_decode(x):
         return whisper.decode(plain, whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(x))), options).text
 
-    def infer(agent, int8=True):
+    def infer(agent, **changes):
+        config = dataclasses.replace(agent.reader.config, **changes)
+
         def run(x):
-            agent.reader.config = dataclasses.replace(agent.reader.config, int8_projection=int8)
+            agent.reader.config = config
             try:
                 return agent.infer(x)[0]
             finally:
@@ -705,7 +715,8 @@ def decode_table(model_name: str, threads: int, rounds: int, tmp: Path) -> dict:
         "whisper": whisper_decode,
         "ffasr fresh": infer(fresh),
         "ffasr after updates": infer(learned),
-        "ffasr after updates, fp32 projection": infer(learned, int8=False),
+        "ffasr after updates, every term prompted": infer(learned, glossary_drop_after=1000),
+        "ffasr after updates, fp32 projection": infer(learned, int8_projection=False),
     }
     try:
         from faster_whisper import WhisperModel
@@ -738,7 +749,8 @@ def decode_table(model_name: str, threads: int, rounds: int, tmp: Path) -> dict:
         }
     return {
         "clips": [c.name for c in clips], "clip_seconds": seconds, "rounds": rounds, "threads": threads,
-        "profile": {"steps": learned.reader.learned.steps, "terms": sorted(learned.reader.learned.terms), "glossary": list(learned.reader.glossary)},
+        "profile": {"steps": learned.reader.learned.steps, "terms": sorted(learned.reader.learned.terms), "glossary": list(learned.reader.glossary),
+                    "prompted": learned.reader.prompt_terms(learned.reader.written_by_weights())},
         "decoders": table,
         "texts": {name: [texts[(name, c)] for c in range(len(samples))] for name in decoders},
     }  # fmt: skip

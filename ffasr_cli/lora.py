@@ -4,7 +4,8 @@
   zero, so a fresh adapter changes nothing). It stays an ``nn.Module`` in the same attribute, so
   Whisper's kv-cache hooks on ``key``/``value`` keep working. An update goes through ``B·A``;
   decoding (no gradients) uses the merged weight ``W + scale·B·A``, one product per layer.
-  ``adapter_rows`` lets one batch hold adapted rows and base-model rows (the term guard's readings).
+  ``adapter_rows`` lets one batch hold adapted rows and base-model rows (the term guard's readings):
+  the base product for every row, and the low-rank update added to the adapted ones.
 * ``HeadAdapter`` wraps the decoder's final layer norm with a low-rank residual on the hidden state
   ``h`` that the output projection reads; the ``logits`` mode trains only this.
 
@@ -16,7 +17,7 @@ install, for ~60 lines of code here.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -39,13 +40,14 @@ class LowRank(nn.Module):
         return ((x @ self.A.to(x.dtype).T) * self.scale) @ self.B.to(x.dtype).T
 
 
-def by_rows(x: torch.Tensor, rows: int | None, adapted: Callable, base: Callable) -> torch.Tensor:
-    """``adapted`` on the first ``rows`` rows of the batch ``x`` and ``base`` on the rest (None: all adapted)."""
-    if rows is None:
-        return adapted(x)
-    if rows == 0:
-        return base(x)
-    return torch.cat([adapted(x[:rows]), base(x[rows:])])
+def with_update(out: torch.Tensor, x: torch.Tensor, lora: LowRank) -> torch.Tensor:
+    """``out`` (the base layer's output on ``x``) plus ``lora(x)`` on the rows the adapter is on
+    (``adapter_rows``: the first ``lora.rows`` of the batch; None: all of them)."""
+    if lora.rows is None:
+        return out + lora(x)
+    if lora.rows == 0:
+        return out
+    return torch.cat([out[: lora.rows] + lora(x[: lora.rows]), out[lora.rows :]])
 
 
 class LoRALinear(nn.Module):
@@ -56,7 +58,12 @@ class LoRALinear(nn.Module):
         self._decoding: tuple[tuple, torch.Tensor] | None = None  # (versions, merged weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return by_rows(x, self.lora.rows, self.adapted, self.base)
+        if self.lora.rows is None:
+            return self.adapted(x)
+        # A batch of adapted and base rows (the term guard's two readings): the base product once
+        # for every row, the low-rank update added to the adapted ones. The merged weight for some
+        # rows and the base weight for the others would read two weight matrices a token.
+        return with_update(self.base(x), x, self.lora)
 
     def adapted(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():  # an update: the low-rank path, which gradients reach
@@ -92,7 +99,7 @@ class HeadAdapter(nn.Module):
         self.lora = LowRank(width, width, rank, alpha)
 
     def adapt(self, hidden: torch.Tensor) -> torch.Tensor:
-        return by_rows(hidden, self.lora.rows, lambda h: h + self.lora(h), lambda h: h)
+        return with_update(hidden, hidden, self.lora)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.adapt(self.ln(x))
