@@ -99,8 +99,7 @@ class WindowInference(PyTorchInference):
 
     def logits(self, tokens: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
         if not self.kv_cache:
-            rows = audio_features.shape[0]  # beam search decodes each audio as several rows
-            self.kv_cache, self.hooks = self.model.install_kv_cache_hooks({m: t.expand(rows, -1, -1) for m, t in self.cross.items()})
+            self.kv_cache, self.hooks = self.model.install_kv_cache_hooks()  # self-attention's; cross-attention's are given
             self.offset = 0
         if tokens.shape[-1] > self.initial_token_length:
             tokens = tokens[:, -1:]  # after the first pass the kv-cache holds the rest
@@ -108,8 +107,10 @@ class WindowInference(PyTorchInference):
         x = decoder.token_embedding(tokens) + decoder.positional_embedding[self.offset : self.offset + tokens.shape[-1]]
         self.offset += tokens.shape[-1]
         x = x.to(audio_features.dtype)
-        for block in decoder.blocks:
-            x = block(x, audio_features, mask=decoder.mask, kv_cache=self.kv_cache)
+        for block in decoder.blocks:  # whisper's ResidualAttentionBlock.forward, with the cross-attention below
+            x = x + block.attn(block.attn_ln(x), mask=decoder.mask, kv_cache=self.kv_cache)[0]
+            x = x + self.cross_attention(block.cross_attn, block.cross_attn_ln(x), audio_features)
+            x = x + block.mlp(block.mlp_ln(x))
         hidden = decoder.ln(x)
         if hidden.shape[1] == 1:
             return vocabulary_logits(hidden, decoder.token_embedding.weight, self.int8)
@@ -117,6 +118,28 @@ class WindowInference(PyTorchInference):
         logits = hidden.new_empty(*hidden.shape[:2], decoder.token_embedding.weight.shape[0], dtype=torch.float32)  # the rest is never read
         logits[:, read] = vocabulary_logits(hidden[:, read], decoder.token_embedding.weight, self.int8)
         return logits
+
+
+    def cross_attention(self, attention, x: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
+        """``attention`` (a cross-attention) over the window's keys and values, given or projected now.
+
+        Keys and values that every row shares (the base model's and the adapter's, both readings of
+        the term guard's batch; the beams of a beam search) are attended once, by all the rows'
+        queries together: cross-attention has no mask, so each query is independent of the others,
+        and the 1,500 frames' keys and values are read once a token, not once a row.
+        """
+        keys = self.cross.get(attention.key)
+        values = self.cross.get(attention.value)
+        if keys is None or values is None:
+            keys, values = attention.key(audio_features), attention.value(audio_features)
+            self.cross[attention.key], self.cross[attention.value] = keys, values
+        q = attention.query(x)  # per row: the adapter's rows and the base rows stay apart (adapter_rows)
+        rows = q.shape[0]
+        if keys.shape[0] == 1 and rows > 1:
+            attended = attention.qkv_attention(q.reshape(1, -1, q.shape[-1]), keys, values)[0].reshape(q.shape)
+        else:
+            attended = attention.qkv_attention(q, keys.expand(rows, -1, -1), values.expand(rows, -1, -1))[0]
+        return attention.out(attended)
 
 
 class CapturingTask(DecodingTask):
