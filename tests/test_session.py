@@ -18,6 +18,18 @@ def open_session(state, glossary: bool = False, **training) -> Session:
     return Session.open(state, "default", load_config(None, glossary=glossary, **training), "test")
 
 
+def taught_kubernetes(state) -> Session:
+    """A closed session that learned Kubernetes from FIX in one update, without the glossary (both sentences corrected)."""
+    session = open_session(state, accumulation_steps=2)
+    try:
+        for name, label in FIX.items():
+            session.teach(session.hear(clip(name)), label, "typed")
+        assert session.agent.learner.steps == 1
+    finally:
+        session.close()
+    return session
+
+
 def test_pending_corrections_resume_after_restart(tmp_path):
     session = open_session(tmp_path, accumulation_steps=3)
     try:
@@ -46,14 +58,7 @@ def test_pending_corrections_resume_after_restart(tmp_path):
 
 @pytest.mark.parametrize("glossary", [False, True], ids=["weights-only", "with-glossary"])
 def test_a_learned_term_stays_learned_after_restart(tmp_path, glossary):
-    session = open_session(tmp_path, accumulation_steps=2)
-    try:
-        for name, label in FIX.items():
-            session.teach(session.hear(clip(name)), label, "typed")
-        assert session.agent.learner.steps == 1
-    finally:
-        session.close()
-
+    session = taught_kubernetes(tmp_path)
     misheard, sureness = session.agent.learner.misheard, session.agent.learner.misheard_sureness
     assert misheard.keys() == {"kubernetes"} and misheard["kubernetes"]  # what the base model wrote for it
     assert sureness["kubernetes"] and sureness["kubernetes"].keys() <= misheard["kubernetes"]  # and how surely
@@ -102,14 +107,7 @@ def test_a_term_the_weights_write_in_accepted_sentences_leaves_the_glossary_prom
     def prompted(session) -> str | None:  # the glossary reading's prompt
         return session.agent.reader.glossary_prompt(leave_out=session.agent.reader.written_by_weights())
 
-    session = open_session(tmp_path, accumulation_steps=2)  # without the glossary, both sentences need correcting
-    try:
-        for name, label in FIX.items():
-            session.teach(session.hear(clip(name)), label, "typed")
-        assert session.agent.learner.steps == 1
-    finally:
-        session.close()
-
+    taught_kubernetes(tmp_path)
     session = open_session(tmp_path, glossary=True, accumulation_steps=2)
     try:
         assert prompted(session) == "Glossary: Kubernetes."
