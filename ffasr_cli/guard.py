@@ -23,10 +23,7 @@ fixing") is a harder case, and two confidences decide it, one of each model:
 
 What the user corrected outranks both: over the very words a correction of the term replaced
 (``misheard_as``: "Valero" corrected to "Velero"), the base model's sureness does not count, and
-the term needs only ``misheard_min_logprob`` (``decoding.misheard_min_logprob``), unless the
-base model now writes those words surely, and more surely than the reading did in every correction
-that replaced them: then the words around them make them the words it knows (a surname after a
-first name), not a mishearing of the term, and both tests apply. A sound-alike
+the term needs only ``misheard_min_logprob`` (``decoding.misheard_min_logprob``). A sound-alike
 the user never corrected keeps both tests. And where the user corrected a shown term back to what
 was said ("Ceph is fixing the bike" → "Seth is fixing the bike", ``fixed_back``), the term is not
 shown over those words again; if corrections of the term also replaced those very words (the base
@@ -141,7 +138,6 @@ def guarded_text(
     misheard: Mapping[str, set[str]] | None = None,
     misheard_min_logprob: float | None = None,
     fixed: Mapping[str, Mapping[str, set[str]]] | None = None,
-    misheard_sureness: Mapping[str, Mapping[str, float]] | None = None,
 ) -> str:
     """``adapted`` where it agrees with ``base`` or confidently writes one of ``terms``; ``base`` elsewhere.
 
@@ -151,9 +147,7 @@ def guarded_text(
     None for either (words that do not line up with the tokens) trusts every word.
     ``misheard``: per term key, the words corrections of it replaced (``misheard_as``); over those,
     a term needs only ``misheard_min_logprob`` and the base model's sureness does not count (None:
-    no such rule), unless the base model is sure of those words and surer than
-    ``misheard_sureness`` says the reading was in the corrections (per term key and word key).
-    ``fixed``: per term key, the words the user corrected it back to (``fixed_back``):
+    no such rule). ``fixed``: per term key, the words the user corrected it back to (``fixed_back``):
     never replaced by the term, unless corrections of the term replaced them too, and then only
     outside the contexts it was fixed back in.
     Where the adapter only split a base word ("afternoon" → "after noon", with "after" taught in
@@ -172,7 +166,7 @@ def guarded_text(
     if base_confidence is not None and len(base_confidence) != len(base_words):
         base_confidence = None
 
-    misheard, fixed, sureness = misheard or {}, fixed or {}, misheard_sureness or {}
+    misheard, fixed = misheard or {}, fixed or {}
 
     def stands_for(b1: int, b2: int, a1: int, a2: int, i: int) -> list[int]:
         """The base words adapted word ``i`` stands for (one for one where the counts agree)."""
@@ -183,17 +177,6 @@ def guarded_text(
         known = misheard.get(word_key(term), set())
         keys = [word_key(base_words[j]) for j in words]
         return any(k in known for k in keys) and all(k in known or k in STOPWORDS for k in keys)
-
-    def heard_surer(term: str, words: list[int]) -> bool:
-        """Whether the base model wrote these misheard words surely, and each more surely than the
-        reading did in every correction that replaced it (unknown: not surer)."""
-        if base_confidence is None:
-            return False
-        known, then = misheard.get(word_key(term), set()), sureness.get(word_key(term), {})
-        misheard_words = [j for j in words if word_key(base_words[j]) in known]
-        return bool(misheard_words) and all(
-            base_confidence[j] >= base_sure_logprob and base_confidence[j] > then.get(word_key(base_words[j]), math.inf) for j in misheard_words
-        )
 
     def was_fixed_back(term: str, words: list[int]) -> bool:
         """Whether the user corrected ``term`` back to these base words, in a context like this one."""
@@ -211,7 +194,7 @@ def guarded_text(
         words = stands_for(b1, b2, a1, a2, i)
         if was_fixed_back(term, words):
             return False
-        if misheard_min_logprob is not None and was_misheard(term, words) and not heard_surer(term, words):
+        if misheard_min_logprob is not None and was_misheard(term, words):
             return confidence is None or confidence[i] >= misheard_min_logprob
         sure = base_confidence is not None and bool(words) and min(base_confidence[j] for j in words) >= base_sure_logprob
         return (confidence is None or confidence[i] >= min_logprob) and not sure

@@ -25,7 +25,6 @@ The learning rules, as sentences before the code that keeps them:
 from __future__ import annotations
 
 import copy
-import math
 import random
 import threading
 import time
@@ -42,7 +41,7 @@ from .config import TrainingConfig
 from .corrections import learned_terms
 from .evaluate import written_terms
 from .errors import CorrectionRejected, FfasrError
-from .guard import FixedBack, fixed_back, misheard_as, word_key, word_logprobs
+from .guard import FixedBack, fixed_back, misheard_as, word_key
 from .modes import Target, UpdateMode
 
 
@@ -103,7 +102,6 @@ class Learner:
         self.canaries: deque[Example] = deque(maxlen=config.canary_size)
         self.taught_terms: set[str] = set()  # words corrections taught: the term guard lets the adapter write only these
         self.misheard: dict[str, set[str]] = {}  # taught term (key) -> the words corrections of it replaced, for the guard
-        self.misheard_sureness: dict[str, dict[str, float]] = {}  # term key -> misheard word -> the surest the cached reading was of it
         self.fixed_back: FixedBack = {}  # taught term (key) -> words the user corrected it back to, with their contexts
         self.written: dict[str, set[str]] = {}  # taught term (key) -> accepted sentences (cache ids) the adapter wrote it in, since its last correction
         self.steps = 0
@@ -171,37 +169,17 @@ class Learner:
         except NonFiniteLoss as error:
             raise CorrectionRejected(f"nothing was learned from this correction: {error}") from None
         self.taught_terms.update(example.terms)  # the term guard lets the adapter write these
-        self.note_misheard(example.hypothesis, example.label, example.terms, self.reading_sureness(example))
+        self.note_misheard(example.hypothesis, example.label, example.terms)
         self.note_fixed_back(example.hypothesis, example.label)
         self.note_written(example)
         self.pending.append(example)
         self.accumulated += 1
         return example.loss
 
-    def note_misheard(self, hypothesis: str, label: str, terms: Iterable[str], sureness: dict[str, float] | None = None) -> None:
-        """Remember which words of ``hypothesis`` the ``terms`` of ``label`` replaced (``guard.misheard_as``),
-        and, from ``sureness`` (``reading_sureness``), how surely the reading wrote each: the most sure of any correction."""
+    def note_misheard(self, hypothesis: str, label: str, terms: Iterable[str]) -> None:
+        """Remember which words of ``hypothesis`` the ``terms`` of ``label`` replaced (``guard.misheard_as``)."""
         for term, words in misheard_as(hypothesis, label, terms).items():
             self.misheard.setdefault(term, set()).update(words)
-            for word in words & (sureness or {}).keys():
-                known = self.misheard_sureness.setdefault(term, {})
-                known[word] = max(known.get(word, -math.inf), sureness[word])
-
-    def reading_sureness(self, example: Example) -> dict[str, float]:
-        """Word key -> how surely the cached reading of ``example`` wrote that word (its lowest token
-        log-probability; the surest of its occurrences). The cached reading is the adapter's, which
-        writes the base model's words wherever it writes no term."""
-        sureness: dict[str, float] = {}
-        for target in example.targets:
-            window = target.window
-            pieces = [self.tokenizer.decode([token]) for token in window.tokens]
-            words, logprobs = "".join(pieces).split(), word_logprobs(pieces, window.token_logprobs)
-            if len(words) != len(logprobs):  # words that do not line up with the tokens
-                continue
-            for word, logprob in zip(words, logprobs):
-                key = word_key(word)
-                sureness[key] = max(sureness.get(key, -math.inf), logprob)
-        return sureness
 
     def note_fixed_back(self, hypothesis: str, label: str) -> None:
         """Remember where ``label`` put back the words ``hypothesis`` had shown a taught term over (``guard.fixed_back``)."""
@@ -227,7 +205,6 @@ class Learner:
         self.taught_terms = set(terms)
         keys = {word_key(t) for t in self.taught_terms}
         self.misheard = {key: words for key, words in self.misheard.items() if key in keys}
-        self.misheard_sureness = {key: words for key, words in self.misheard_sureness.items() if key in keys}
         self.fixed_back = {key: words for key, words in self.fixed_back.items() if key in keys}
         self.written = {key: ids for key, ids in self.written.items() if key in keys}
 
@@ -398,7 +375,6 @@ class Learner:
             "examples": {e.cache_id: (e.entry, e.label) for e in (*self.replay, *self.canaries)},
             "taught_terms": sorted(self.taught_terms),
             "misheard": {term: sorted(words) for term, words in sorted(self.misheard.items())},
-            "misheard_sureness": {term: dict(sorted(words.items())) for term, words in sorted(self.misheard_sureness.items())},
             "fixed_back": {term: {w: sorted(c) for w, c in sorted(words.items())} for term, words in sorted(self.fixed_back.items())},
             "written": {term: sorted(ids) for term, ids in sorted(self.written.items())},
         }
@@ -424,7 +400,6 @@ class Learner:
                 self.keep_canary(examples[cache_id][0])
         self.taught_terms = set(state["taught_terms"])
         self.misheard = {term: set(words) for term, words in state["misheard"].items()}
-        self.misheard_sureness = {term: dict(words) for term, words in state.get("misheard_sureness", {}).items()}  # none before it was kept
         self.fixed_back = {term: {w: set(c) for w, c in words.items()} for term, words in state.get("fixed_back", {}).items()}  # none before fix-backs were kept
         self.written = {term: set(ids) for term, ids in state.get("written", {}).items()}  # none before written terms were counted
 

@@ -47,7 +47,6 @@ class Learned:
     steps: int = 0  # updates applied: 0 means the adapter is still the identity
     terms: frozenset[str] = frozenset()  # the terms the guard lets the adapter write
     misheard: dict[str, frozenset[str]] = field(default_factory=dict)  # term key -> words a correction of it replaced
-    misheard_sureness: dict[str, dict[str, float]] = field(default_factory=dict)  # term key -> misheard word -> how surely it was read then
     fixed_back: dict[str, dict[str, frozenset[str]]] = field(default_factory=dict)  # term key -> words it was corrected back to -> their contexts
     written: dict[str, int] = field(default_factory=dict)  # term key -> accepted sentences the adapter wrote it in, since its last correction
 
@@ -77,7 +76,6 @@ class Reader:
         its own) the adapter's weights, all at once, between two windows."""
         learned = Learned(
             learner.steps, frozenset(learner.taught_terms), {k: frozenset(v) for k, v in learner.misheard.items()},
-            {k: dict(v) for k, v in learner.misheard_sureness.items()},
             {k: {w: frozenset(c) for w, c in v.items()} for k, v in learner.fixed_back.items()},
             {k: len(ids) for k, ids in learner.written.items()},
         )  # fmt: skip
@@ -167,7 +165,7 @@ class Reader:
         return guarded_text(
             base.text, reading.text, terms,
             self.word_logprobs(reading), d.term_min_logprob, self.word_logprobs(base), d.base_sure_logprob,
-            self.learned.misheard, d.misheard_min_logprob, self.learned.fixed_back, self.learned.misheard_sureness,
+            self.learned.misheard, d.misheard_min_logprob, self.learned.fixed_back,
         )  # fmt: skip
 
     def word_logprobs(self, capture: WindowCapture) -> list[float] | None:

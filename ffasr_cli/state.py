@@ -101,7 +101,7 @@ class ProfileFiles:
         tensors = {f"adapter.{name}": t for name, t in state["adapter"].items()}
         for index, moments in state["optimizer"].items():
             tensors.update({f"optimizer.{index}.{key}": t.detach().cpu().contiguous() for key, t in moments.items()})
-        learner = {key: state[key] for key in ("replay", "canaries", "rng", "taught_terms", "misheard", "misheard_sureness", "fixed_back", "written")}
+        learner = {key: state[key] for key in ("replay", "canaries", "rng", "taught_terms", "misheard", "fixed_back", "written")}
         meta = {"format": FORMAT, "identity": json.dumps(identity, sort_keys=True), "step": str(state["steps"]),
                 "applied": json.dumps(applied), "created_at": str(time.time()), "learner": json.dumps(learner)}  # fmt: skip
         path = self.checkpoints_dir / f"step-{state['steps']:06d}.safetensors"

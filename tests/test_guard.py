@@ -175,22 +175,6 @@ def test_a_term_may_replace_the_very_words_a_correction_of_it_replaced():
     assert seth == "Seth is fixing the bike."
 
 
-def test_the_misheard_rule_steps_aside_where_the_base_model_is_now_surer_of_those_words_than_when_they_were_corrected():
-    """"Kowal" is what the base model wrote, unsure, for the name Kovalenko; after "Anna" it is sure of it, and right."""
-    base, adapted = "Anna Kowal booked the flight.", "Anna Kovalenko booked the flight."
-    adapted_confidence = [-0.05, -0.8, -0.02, -0.01, -0.01]
-
-    def shown(kowal_now, sureness):
-        base_confidence = [-0.05, kowal_now, -0.02, -0.01, -0.01]
-        return guarded_text(base, adapted, ["Kovalenko"], adapted_confidence, -1.25, base_confidence, -0.3,
-                            {"kovalenko": {"kowal"}}, -2.0, misheard_sureness=sureness)  # fmt: skip
-
-    assert shown(-0.05, {"kovalenko": {"kowal": -0.9}}) == base  # sure now, unsure in the corrections: the word it knows
-    assert shown(-0.5, {"kovalenko": {"kowal": -0.9}}) == adapted  # unsure now: the misheard rule holds
-    assert shown(-0.05, {"kovalenko": {"kowal": -0.01}}) == adapted  # as sure in a correction: the user said it was the term
-    assert shown(-0.05, {}) == adapted  # no record of how sure (a profile rebuilt from its history): the rule holds
-
-
 @pytest.mark.parametrize(
     "base, confidence, misheard, text, is_open",
     [
