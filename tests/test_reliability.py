@@ -384,7 +384,7 @@ def _tensors():
 def save_checkpoint(files: ProfileFiles, step: int, adapter: dict, identity: dict, applied: list[str]) -> Path:
     """A checkpoint of a learner that holds ``adapter`` and nothing else yet (no replay, no canaries)."""
     state = {"steps": step, "adapter": adapter, "optimizer": {}, "replay": [], "canaries": [],
-             "rng": random.Random(0).getstate(), "taught_terms": [], "misheard": {}, "fixed_back": {}}  # fmt: skip
+             "rng": random.Random(0).getstate(), "taught_terms": [], "misheard": {}, "fixed_back": {}, "written": {}}  # fmt: skip
     return files.save_checkpoint(state, identity, applied)
 
 
