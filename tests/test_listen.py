@@ -560,7 +560,7 @@ def test_ctrl_c_during_an_update_loses_no_correction(virtual_mic, tmp_path):
         err.wait_for(lambda line: line.startswith("label:"), timeout=300)
         time.sleep(2)  # the update is training now
         child.send_signal(signal.SIGINT)
-        assert child.wait(timeout=60) == 130, err.seen
+        assert child.wait(timeout=120) == 130, err.seen  # an abandoned update stops between two optimizer steps: slow on two shared cores
         err.read_to_end(timeout=30)
     finally:
         if child.poll() is None:
