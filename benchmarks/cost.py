@@ -715,7 +715,7 @@ def decode_table(model_name: str, threads: int, rounds: int, tmp: Path) -> dict:
         "whisper": whisper_decode,
         "ffasr fresh": infer(fresh),
         "ffasr after updates": infer(learned),
-        "ffasr after updates, every term prompted": infer(learned, glossary_drop_after=1000),
+        "ffasr after updates, every term prompted": infer(learned, glossary_drop_after=None),
         "ffasr after updates, fp32 projection": infer(learned, int8_projection=False),
     }
     try:

@@ -86,30 +86,29 @@ class WindowInference(PyTorchInference):
     """whisper's kv-cached decoder forward, with the window's cross-attention keys and values given
     (``cross_kv``) and the output projection of ``projection.vocabulary_logits``.
 
-    It counts the positions it has decoded itself: whisper's decoder reads the offset from the first
-    kv-cache entry, which here would be a cross-attention one. Of the first pass's positions (the
+    The kv-cache holds self-attention's keys and values only, so the positions decoded so far are
+    its length, as in whisper's own decoder. Of the first pass's positions (the
     prompt, if any, and the start of the transcript) it projects only the two whisper's loop reads:
     the start of transcript (the no-speech probability) and the last; a 24-term glossary prompt is
     80 positions.
     """
 
-    def __init__(self, model: Whisper, initial_token_length: int, sot_index: int, kv: CrossKV | None, int8: bool):
+    def __init__(self, model: Whisper, initial_token_length: int, sot_index: int, kv: CrossKV, int8: bool):
         super().__init__(model, initial_token_length)
-        self.sot_index, self.cross, self.int8, self.offset = sot_index, kv or {}, int8, 0
+        self.sot_index, self.cross, self.int8 = sot_index, kv, int8
 
     def logits(self, tokens: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
         if not self.kv_cache:
             self.kv_cache, self.hooks = self.model.install_kv_cache_hooks()  # self-attention's; cross-attention's are given
-            self.offset = 0
         if tokens.shape[-1] > self.initial_token_length:
             tokens = tokens[:, -1:]  # after the first pass the kv-cache holds the rest
         decoder = self.model.decoder
-        x = decoder.token_embedding(tokens) + decoder.positional_embedding[self.offset : self.offset + tokens.shape[-1]]
-        self.offset += tokens.shape[-1]
+        offset = next(iter(self.kv_cache.values())).shape[1] if self.kv_cache else 0
+        x = decoder.token_embedding(tokens) + decoder.positional_embedding[offset : offset + tokens.shape[-1]]
         x = x.to(audio_features.dtype)
         for block in decoder.blocks:  # whisper's ResidualAttentionBlock.forward, with the cross-attention below
             x = x + block.attn(block.attn_ln(x), mask=decoder.mask, kv_cache=self.kv_cache)[0]
-            x = x + self.cross_attention(block.cross_attn, block.cross_attn_ln(x), audio_features)
+            x = x + self.cross_attention(block.cross_attn, block.cross_attn_ln(x))
             x = x + block.mlp(block.mlp_ln(x))
         hidden = decoder.ln(x)
         if hidden.shape[1] == 1:
@@ -119,20 +118,15 @@ class WindowInference(PyTorchInference):
         logits[:, read] = vocabulary_logits(hidden[:, read], decoder.token_embedding.weight, self.int8)
         return logits
 
-
-    def cross_attention(self, attention, x: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
-        """``attention`` (a cross-attention) over the window's keys and values, given or projected now.
+    def cross_attention(self, attention, x: torch.Tensor) -> torch.Tensor:
+        """``attention`` (a cross-attention) over the window's keys and values (``cross``).
 
         Keys and values that every row shares (the base model's and the adapter's, both readings of
         the term guard's batch; the beams of a beam search) are attended once, by all the rows'
         queries together: cross-attention has no mask, so each query is independent of the others,
         and the 1,500 frames' keys and values are read once a token, not once a row.
         """
-        keys = self.cross.get(attention.key)
-        values = self.cross.get(attention.value)
-        if keys is None or values is None:
-            keys, values = attention.key(audio_features), attention.value(audio_features)
-            self.cross[attention.key], self.cross[attention.value] = keys, values
+        keys, values = self.cross[attention.key], self.cross[attention.value]
         q = attention.query(x)  # per row: the adapter's rows and the base rows stay apart (adapter_rows)
         rows = q.shape[0]
         if keys.shape[0] == 1 and rows > 1:
@@ -147,7 +141,7 @@ class CapturingTask(DecodingTask):
     with ``WindowInference``."""
 
     def __init__(
-        self, model: Whisper, options: DecodingOptions, keep: str | None, dtype: torch.dtype, kv: CrossKV | None = None, int8: bool = False
+        self, model: Whisper, options: DecodingOptions, keep: str | None, dtype: torch.dtype, kv: CrossKV, int8: bool
     ):
         super().__init__(model, options)
         self.keep, self.dtype = keep, dtype

@@ -97,6 +97,10 @@ class Reader:
         terms = self.prompt_terms(leave_out)
         return f"Glossary: {', '.join(terms)}." if terms and self.config.glossary else None
 
+    def glossary_reading_prompt(self) -> str | None:
+        """The glossary reading's prompt: the glossary, less the terms the weights write (``written_by_weights``)."""
+        return self.glossary_prompt(leave_out=self.written_by_weights())
+
     def written_by_weights(self) -> set[str]:
         """Keys of the taught terms the glossary reading no longer prompts: the adapter itself wrote
         them in ``decoding.glossary_drop_after`` accepted sentences since their last correction."""
@@ -129,7 +133,7 @@ class Reader:
     def transcribe(self, audio: str | Path | np.ndarray, keep: str | None) -> tuple[WindowCapture, ...]:
         """The windows of ``audio`` as the user sees them, keeping ``keep`` for an update (None: nothing)."""
         if self.config.term_guard:
-            return self.read(audio, keep, None, self.glossary_prompt(leave_out=self.written_by_weights()))
+            return self.read(audio, keep, None, self.glossary_reading_prompt())
         return self.read(audio, keep, self.glossary_prompt())  # nothing is checked: the glossary is Whisper's prompt (the prompt-only baseline)
 
     def read(self, audio, keep: str | None, prompt: str | None, glossary: str | None = None) -> tuple[WindowCapture, ...]:

@@ -102,8 +102,8 @@ def test_the_glossary_prompts_the_base_reading_and_never_the_adapter(tmp_path):
 
 
 def test_a_term_the_weights_write_in_accepted_sentences_leaves_the_glossary_prompt_until_taught_again(tmp_path):
-    def prompted(session) -> str | None:  # the glossary reading's prompt
-        return session.agent.reader.glossary_prompt(leave_out=session.agent.reader.written_by_weights())
+    def prompted(session) -> str | None:
+        return session.agent.reader.glossary_reading_prompt()
 
     taught_kubernetes(tmp_path)
     session = open_session(tmp_path, glossary=True, accumulation_steps=2)
