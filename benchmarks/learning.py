@@ -16,6 +16,9 @@ sensitive to them (one sentence more or less per slice), and one run would repor
 a result.
 "ROW restarts/N" replays the training dialogs N per process, as a user who teaches a few
 corrections and closes ffasr; the row without it is one process for all of them.
+A row that learns then meets fix-back (``fix_back``): every harder sound-alike a term was written
+into is corrected back to what was said, and the same sound-alike in another sentence is scored
+before and after the update, with the term's own test sentences.
 Each result also lists where it went wrong (``errors``: missed terms, insertions, wrong labels).
 Results: benchmarks/results/learning.json, learning.md (the table), learning_curve.png.
 The data comes from scripts/make_speech.py and scripts/asterisk_set.py.
@@ -121,6 +124,7 @@ HARD_SOUNDALIKES = {  # file: its column in the overview
     "soundalike_hard_heldout.jsonl": "held-out hard sound-alikes with a term",
 }
 SOUNDALIKE_FILES = ("soundalike.jsonl", *HARD_SOUNDALIKES)
+AGAIN = "soundalike_again.jsonl"  # each harder sound-alike in a second sentence (the fix-back check)
 
 
 def eval_files(data: Path, slice_name: str, quick: bool) -> list[Path]:
@@ -154,7 +158,7 @@ def run_row(args: tuple) -> dict:
         settings = load_config(None, glossary=glossary, **overrides)
         size = dialogs_per_process(row) or len(dialogs)
         runs = [dialogs[start : start + size] for start in range(0, len(dialogs), size)]
-        reports = []
+        reports, fixed = [], None
         with tempfile.TemporaryDirectory() as state:
             for number, run in enumerate(runs, 1):
                 # Each run is a process of its own: Session.open builds a new ASRAgent (a new model, learner and
@@ -166,6 +170,8 @@ def run_row(args: tuple) -> dict:
                 try:
                     scored = files if last else []
                     reports.append(run_replay(session, run, scored, flush=last, curve=curve, source=train, before=False))
+                    if last and learn and not curve and (data / AGAIN).exists():
+                        fixed = fix_back(session, reports[-1], data, slice_name, Path(state))
                 finally:
                     session.close()
         report = joined(reports)
@@ -179,7 +185,42 @@ def run_row(args: tuple) -> dict:
         "row": row, "slice": slice_name, "seed": seed, "date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - started, 1), "metrics": after,
         "updates": summary.get("steps"), "rolled_back": summary.get("rolled_back"), "update_seconds": summary.get("total_update_seconds"),
         "rejected": summary.get("rejected"), "terms": summary.get("learned_terms"), "curve": report.get("curve", []),
-        "errors": errors(report, data / f"terms_{slice_name}.jsonl"),
+        "errors": errors(report, data / f"terms_{slice_name}.jsonl"), "fix_back": fixed,
+    }  # fmt: skip
+
+
+def fix_back(session, report: dict, data: Path, slice_name: str, folder: Path) -> dict:
+    """The user puts back what was said in every harder sound-alike sentence a term of the slice
+    was written into (one typed correction each, then an update), as ``listen`` invites; then the
+    same sound-alike in another sentence (``soundalike_again.jsonl``) should keep the ordinary
+    words, and the term's own test sentences should still get it. Both are scored just before the
+    corrections and after the update."""
+    from ffasr_cli.commands.replay import run_replay
+    from ffasr_cli.dialogs import Dialog, read_eval
+    from ffasr_cli.evaluate import contains_term
+
+    data = data.resolve()  # the scored files are written elsewhere, with absolute paths to the clips
+    terms = {t for row in read_eval(data / f"terms_{slice_name}.jsonl") for t in row.terms}
+    again = {row["again_of"]: row for row in map(json.loads, (data / AGAIN).read_text().splitlines())}
+    heard = {row["reference"]: row["audio"] for file in HARD_SOUNDALIKES if (data / file).exists()
+             for row in map(json.loads, (data / file).read_text().splitlines())}  # fmt: skip
+    wrong = [(r["reference"], {t for t in terms if contains_term(r["hypothesis"], t) and not contains_term(r["reference"], t)})
+             for file in HARD_SOUNDALIKES if file in report["eval"] for r in report["eval"][file]["after"]]  # fmt: skip
+    wrong = [(sentence, written) for sentence, written in wrong if written]
+    if not wrong:
+        return {"corrections": 0, "terms": []}
+    written_terms = sorted(set().union(*(w for _, w in wrong)))
+    dialogs = [Dialog(line=i, audio=data / heard[sentence], correction=sentence, reference=sentence) for i, (sentence, _) in enumerate(wrong, 1)]
+    # scored: the second sentences, each for the terms written into its first; the terms' own test sentences
+    new_sentences, test_sentences = folder / "fix_back_again.jsonl", folder / "fix_back_terms.jsonl"
+    new_sentences.write_text("".join(json.dumps({"audio": str(data / again[s]["audio"]), "reference": again[s]["reference"], "terms": sorted(w)}) + "\n" for s, w in wrong))
+    test_sentences.write_text("".join(json.dumps({"audio": str(row.audio), "reference": row.reference, "terms": list(row.terms)}) + "\n"
+                                      for row in read_eval(data / f"terms_{slice_name}.jsonl") if set(row.terms) & set(written_terms)))  # fmt: skip
+    replay = run_replay(session, dialogs, [new_sentences, test_sentences], flush=True)
+    scores = {name: replay["eval"][path.name]["metrics"] for name, path in (("again", new_sentences), ("recall", test_sentences))}
+    return {
+        "corrections": len(dialogs), "terms": written_terms, "updates": replay["summary"]["steps"], **scores,
+        "again_after": [(r["reference"], r["hypothesis"]) for r in replay["eval"][new_sentences.name]["after"]],
     }  # fmt: skip
 
 
@@ -325,6 +366,36 @@ def counts(runs: list[dict], slice_name: str) -> dict:
     }  # fmt: skip
 
 
+def fix_back_table(results: list[dict]) -> str:
+    """Per row and slice, summed over seeds: the harder sound-alike sentences corrected back
+    (``fix_back``), then the same sound-alikes in other sentences with the fixed-back term written,
+    and the term's own test sentences with it, just before the corrections and after the update."""
+    header = ["row", "slice", "runs", "corrected back", "new sentences with the term, before", "after",
+              "term recall, before", "after"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (row, slice_name), runs in grouped(r for r in results if r.get("fix_back") is not None).items():
+        fixed = [r["fix_back"] for r in runs if r["fix_back"]["corrections"]]
+
+        def summed(name: str, when: str, key: str) -> int:
+            return sum(round(f[name][when][key] * (f[name][when]["utterances"] / 100 if key == "term_recall" else 1)) for f in fixed)
+
+        said = sum(f["recall"]["after"]["utterances"] for f in fixed)
+        forbidden = sum(f["again"]["after"]["forbidden"] for f in fixed)
+        cells = [row, slice_name, str(len(runs)), str(sum(f["corrections"] for f in fixed)),
+                 *(f"{summed('again', when, 'false_insertions')}/{forbidden}" for when in ("before", "after")),
+                 *(f"{summed('recall', when, 'term_recall')}/{said}" for when in ("before", "after"))]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def grouped(results) -> dict[tuple, list[dict]]:
+    """Runs by (row, slice), in the order they come."""
+    runs: dict[tuple, list[dict]] = {}
+    for r in results:
+        runs.setdefault((r["row"], r["slice"]), []).append(r)
+    return runs
+
+
 def overview(results: list[dict]) -> str:
     """One line per row run on more than one slice: term recall per slice, pooled over seeds, and
     pooled over the tuning and the held-out slices; sound-alikes with any term of the slice; the
@@ -380,10 +451,7 @@ def table(results: list[dict]) -> str:
             return f"{metrics['false_insertions']}/{metrics['forbidden']} ({metrics.get('any_term_insertions', '–')})"
         return f"{metrics[key]:.1f}"
 
-    runs: dict[tuple, list[dict]] = {}
-    for r in results:
-        runs.setdefault((r["row"], r["slice"]), []).append(r)
-    results = [pooled(group) for group in runs.values()]
+    results = [pooled(group) for group in grouped(results).values()]
 
     lines = []
     for slice_name in sorted({r["slice"] for r in results}):
@@ -500,7 +568,8 @@ def write_results(results: list[dict], out: Path) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "results": results, "curves": curves}, indent=2))
     restarts = restarts_table(results) + "\n\n" if any(dialogs_per_process(r["row"]) for r in results) else ""
-    markdown = restarts + overview(results) + "\n" + table(results)
+    fixed = "\n\nFix-back: the harder sound-alikes a term was written into, corrected back (``fix_back``)\n\n" + fix_back_table(results) if any(r.get("fix_back") for r in results) else ""
+    markdown = restarts + overview(results) + fixed + "\n" + table(results)
     out.with_suffix(".md").write_text(markdown + "\n")
     if all(c.get("base") for c in curves):
         plot_curve(curves, out.parent / "learning_curve.png")

@@ -21,7 +21,7 @@ Voices:
     one per test sentence, rotating), and espeak-ng (terms_*_espeak.jsonl, same sentences);
   * soundalike / general clips: hibari, mixed voices (the harder sound-alikes too, in two files:
     soundalike_hard.jsonl for the tuning slices' terms, soundalike_hard_heldout.jsonl for the
-    held-out slices' terms).
+    held-out slices' terms; and soundalike_again.jsonl, each sound-alike in a second sentence).
 Names are spoken with their usual pronunciation (forced with hibari's [Word](/phonemes/) syntax,
 and a respelling for espeak-ng); the default G2P guesses are often wrong for rare names.
 
@@ -69,8 +69,9 @@ TERMS = _json("terms.json")  # term -> hibari phonemes, espeak-ng respelling, tr
 PRON = {term: (t["hibari"], t["espeak"]) for term, t in TERMS.items()}
 SLICES = _json("slices.json")  # slice -> its terms, spoken corrections and accepted sentences
 SOUNDALIKE = [tuple(line.split("\t")) for line in _lines("soundalikes.tsv")]  # (term, a sentence without it)
-# harder ones, three per term: (term, kind, sentence); kind: misheard (the word base tiny.en writes for
-# the term, where it is right), split (the term as ordinary words), onset (its first syllable in a word)
+# harder ones, three per term: (term, kind, sentence, another sentence with the same sound-alike);
+# kind: misheard (the word base tiny.en writes for the term, where it is right), split (the term as
+# ordinary words), onset (its first syllable in a word)
 SOUNDALIKE_HARD = [tuple(line.split("\t")) for line in _lines("soundalikes_hard.tsv")]
 GENERAL = _lines("general.txt")
 EXAMPLES = _json("examples.json")
@@ -280,20 +281,25 @@ def build_benchmark(out: Path, r: Renderer) -> list[str]:
     write_jsonl(out / "soundalike.jsonl", rows)
     # the harder sound-alikes: those of the held-out slices' terms in a file of their own
     held_out = {term for split, slice_data in SLICES.items() if split.startswith("heldout") for term in slice_data["terms"]}
-    tuning, held = [], []
-    for i, (term, kind, s) in enumerate(SOUNDALIKE_HARD):
+    tuning, held, again = [], [], []
+    for i, (term, kind, s, s_again) in enumerate(SOUNDALIKE_HARD):
         name = f"soundalike_hard_{i:03d}_{slug(s, 24)}.wav"
         r.clip(clips / name, s, MIXED_VOICES[i % len(MIXED_VOICES)])
         (held if term in held_out else tuning).append({"audio": f"clips/{name}", "reference": s, "terms": [term], "kind": kind})
+        # the same sound-alike in another sentence, in the same voice: what a fix-back correction of the first is scored on
+        name = f"soundalike_again_{i:03d}_{slug(s_again, 24)}.wav"
+        r.clip(clips / name, s_again, MIXED_VOICES[i % len(MIXED_VOICES)])
+        again.append({"audio": f"clips/{name}", "reference": s_again, "terms": [term], "kind": kind, "again_of": s})
     write_jsonl(out / "soundalike_hard.jsonl", tuning)
     write_jsonl(out / "soundalike_hard_heldout.jsonl", held)
+    write_jsonl(out / "soundalike_again.jsonl", again)
     rows = []
     for i, s in enumerate(GENERAL):
         name = f"general_{i:02d}_{slug(s, 24)}.wav"
         r.clip(clips / name, s, MIXED_VOICES[i % len(MIXED_VOICES)])
         rows.append({"audio": f"clips/{name}", "reference": s})
     write_jsonl(out / "general.jsonl", rows)
-    files += ["soundalike.jsonl", "soundalike_hard.jsonl", "soundalike_hard_heldout.jsonl", "general.jsonl"]
+    files += ["soundalike.jsonl", "soundalike_hard.jsonl", "soundalike_hard_heldout.jsonl", "soundalike_again.jsonl", "general.jsonl"]
     return files
 
 
