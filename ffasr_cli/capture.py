@@ -41,7 +41,7 @@ class WindowCapture:
     hidden: torch.Tensor | None = None  # [len(tokens)+1, d]: the state each output token was read from
     audio_features: torch.Tensor | None = None  # [n_audio_ctx, d]: the encoder output
     mel: torch.Tensor | None = None  # [n_mels, 3000]: the input, for the full-recompute baseline
-    doubtful: tuple[str, ...] = ()  # shown terms the base model heard as words it was sure of (guard.doubtful_terms); not kept on disk
+    doubtful: tuple[str, ...] = ()  # shown terms where a wrong term is likeliest (guard.doubtful_terms); not kept on disk
 
     @property
     def nbytes(self) -> int:

@@ -228,21 +228,30 @@ def guarded_text(
     return " ".join(kept)
 
 
-def doubtful_terms(base: str, base_confidence: Sequence[float] | None, base_sure_logprob: float, text: str, terms: Iterable[str]) -> tuple[str, ...]:
-    """The words of ``text`` that write a term over base words the base model was sure of.
+def doubtful_terms(
+    base: str, base_confidence: Sequence[float] | None, base_sure_logprob: float, text: str, terms: Iterable[str],
+    fixed: Mapping[str, Mapping[str, Iterable[str]]] | None = None,
+) -> tuple[str, ...]:  # fmt: skip
+    """The words of ``text`` that write a term over base words the base model was sure of, or
+    over words the user once corrected that term back to (``fixed``, as in ``guarded_text``).
 
-    Only the misheard rule shows a term there (a correction said those words were the term), and
-    it is where a wrong term is likeliest: ``listen`` marks these, one correction back away.
+    Only the misheard rule shows a term over sure words (a correction said those words were the
+    term); and a term stands over words it was corrected back to only outside the context of that
+    correction, where the sound is the same ("Neve" for Niamh). That is where a wrong term is
+    likeliest: ``listen`` marks these, one correction back away.
     """
     words = base.split()
-    if base_confidence is None or len(base_confidence) != len(words):
-        return ()
+    sure = base_confidence is not None and len(base_confidence) == len(words)
+    fixed = fixed or {}
     term_keys = {word_key(t) for t in terms}
     shown = text.split()
     doubtful = []
     for op, b1, b2, t1, t2 in word_opcodes(words, shown):
-        if op != "equal" and b2 > b1 and min(base_confidence[b1:b2]) >= base_sure_logprob:
-            doubtful += [w for w in shown[t1:t2] if word_key(w) in term_keys]
+        if op == "equal" or b2 == b1:
+            continue
+        over_sure = sure and min(base_confidence[b1:b2]) >= base_sure_logprob
+        put_back = {word_key(w) for w in words[b1:b2]}
+        doubtful += [w for w in shown[t1:t2] if word_key(w) in term_keys and (over_sure or put_back & set(fixed.get(word_key(w), ())))]
     return tuple(doubtful)
 
 

@@ -157,7 +157,7 @@ class Reader:
             if not reading.read(task):
                 break
         terms = self.learned.terms | set(self.glossary)
-        doubtful = doubtful_terms(task.base.text, self.word_logprobs(task.base), self.config.base_sure_logprob, task.text, terms)
+        doubtful = doubtful_terms(task.base.text, self.word_logprobs(task.base), self.config.base_sure_logprob, task.text, terms, task.learned.fixed_back)
         return dataclasses.replace(task.capture, text=task.text, doubtful=doubtful)
 
     def loops(self, capture: WindowCapture) -> bool:

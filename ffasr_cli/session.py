@@ -47,7 +47,7 @@ class Heard:
     cache_id: str | None  # None when nothing was said
     audio: str
     seconds: float
-    doubtful: tuple[str, ...] = ()  # shown terms the base model heard as words it was sure of: where to look for a wrong term
+    doubtful: tuple[str, ...] = ()  # shown terms where a wrong term is likeliest (guard.doubtful_terms): where to look
 
 
 @dataclass(frozen=True)

@@ -227,3 +227,13 @@ def test_a_term_shown_over_words_the_base_model_was_sure_of_is_doubtful():
     assert doubtful_terms("Ask Valero about it", unsure, -0.3, "Ask Velero about it", ["Velero"]) == ()  # a guess replaced
     assert doubtful_terms("Ask Valero about it", sure, -0.3, "Ask Valero about it", ["Velero"]) == ()  # no term shown
     assert doubtful_terms("Ask Valero about it", None, -0.3, "Ask Velero about it", ["Velero"]) == ()
+
+
+def test_a_term_shown_over_a_word_it_was_corrected_back_to_is_doubtful():
+    from ffasr_cli.guard import doubtful_terms
+
+    unsure = [-0.1, -0.9, -0.9, -0.01, -0.01]
+    fixed = {"niamh": {"neve": {"smith"}}}  # "Neve Smith teaches piano", corrected back from Niamh
+    assert doubtful_terms("My cousin Neve has started", unsure, -0.3, "My cousin Niamh has started", ["Niamh"], fixed) == ("Niamh",)
+    assert doubtful_terms("My cousin Neve has started", None, -0.3, "My cousin Niamh has started", ["Niamh"], fixed) == ("Niamh",)
+    assert doubtful_terms("My cousin Eve has started", unsure, -0.3, "My cousin Niamh has started", ["Niamh"], fixed) == ()  # never put back
