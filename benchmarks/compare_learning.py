@@ -2,6 +2,7 @@
 """One row of the learning benchmark before and after a change, per slice, pooled over seeds.
 
     python benchmarks/compare_learning.py benchmarks/results/learning.json benchmarks/results/learning_decode.json
+    python benchmarks/compare_learning.py before.json after.json --before-row "encoder+glossary always"
 
 For each slice the newer file ran: term recall (sentences, pooled over seeds), sentences of the
 sound-alike sets in which a learned term of the slice was written (summed over seeds, of how many
@@ -42,7 +43,8 @@ def insertions(slice_runs: list[dict], name: str) -> str:
 
 def table(before: dict[str, list[dict]], after: dict[str, list[dict]]) -> list[str]:
     head = ["slice", "seeds", "recall before", "recall after", "sound-alikes with a term, before", "after",
-            "hard sound-alikes, after", "held-out hard sound-alikes, after", "everyday WER before", "after", "updates before", "after"]  # fmt: skip
+            "hard sound-alikes, before", "after", "held-out hard sound-alikes, before", "after",
+            "everyday WER before", "after", "updates before", "after"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, new in after.items():
         old = before.get(name, [])
@@ -54,8 +56,7 @@ def table(before: dict[str, list[dict]], after: dict[str, list[dict]]) -> list[s
             return "/".join(str(r["updates"]) for r in sorted(rs, key=lambda r: r["seed"])) if rs else "–"
 
         cells = [name, f"{len(old)} → {len(new)}", recall(old, name) if old else "–", recall(new, name),
-                 insertions(old, SOUNDALIKE_SETS[0]), insertions(new, SOUNDALIKE_SETS[0]),
-                 insertions(new, SOUNDALIKE_SETS[1]), insertions(new, SOUNDALIKE_SETS[2]), wer(old), wer(new), updates(old), updates(new)]  # fmt: skip
+                 *(insertions(rs, file) for file in SOUNDALIKE_SETS for rs in (old, new)), wer(old), wer(new), updates(old), updates(new)]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -65,9 +66,10 @@ def main() -> None:
     ap.add_argument("before", type=Path)
     ap.add_argument("after", type=Path)
     ap.add_argument("--row", default="encoder+glossary")
+    ap.add_argument("--before-row", help="the row of the first file, if another (default: --row)")
     ap.add_argument("--same-seeds", action="store_true", help="only the seeds both files ran, on the slices both ran")
     args = ap.parse_args()
-    before, after = runs(args.before, args.row), runs(args.after, args.row)
+    before, after = runs(args.before, args.before_row or args.row), runs(args.after, args.row)
     if args.same_seeds:
         after = {
             name: [r for r in new if r["seed"] in {o["seed"] for o in before[name]}]
