@@ -92,6 +92,19 @@ def most_soundalikes_in_a_run(row: str) -> int:
     return max(r["metrics"]["soundalike.jsonl"]["any_term_insertions"] for r in runs)
 
 
+def soundalikes(name: str, file: str) -> tuple[int, int]:
+    """Sentences of ``file`` the default wrote a learned term into, and those scored, over its runs in ``name``."""
+    runs = [r["metrics"][file] for r in results(name)["results"] if r["row"] == "encoder+glossary"]
+    return sum(m["any_term_insertions"] for m in runs), sum(m["forbidden"] for m in runs)
+
+
+def fixed_back(name: str) -> tuple[int, int, int]:
+    """Second sentences with the corrected-back term, before and after the correction, of how many (``fix_back``)."""
+    done = [r["fix_back"] for r in results(name)["results"] if r.get("fix_back") and r["fix_back"]["corrections"]]
+    again = [f["again"] for f in done]
+    return sum(a["before"]["false_insertions"] for a in again), sum(a["after"]["false_insertions"] for a in again), sum(a["after"]["forbidden"] for a in again)
+
+
 def step_seconds(source: Callable[..., float]) -> tuple[float, ...]:
     return tuple(source("step", mode, "step_plus_save") for mode in ("logits", "encoder", "full"))
 
@@ -141,6 +154,8 @@ FIGURES: list[tuple[str, str, Callable[[], str]]] = [
     ("README.md", "81.5 %", lambda: held_out("encoder+glossary @espeak", "held-out espeak")),
     ("README.md", "+0.0", lambda:
         max(overview("learning.md")["encoder+glossary"][f"{k} WER rise"] for k in ("general", "human"))),
+    ("BENCHMARKS.md", "in 42 of 2,268 sentences", lambda: "in {} of {:,} sentences".format(*soundalikes("learning_soundalikes.json", "soundalike_hard_heldout.jsonl"))),
+    ("BENCHMARKS.md", "(25 → 8 of 48)", lambda: "({} → {} of {})".format(*fixed_back("learning_soundalikes.json"))),
     ("README.md", "0.20×", lambda: f"{xeon('update', 'ratio_to_full', 'encoder'):.2f}×"),
     # BENCHMARKS.md, does it learn
     ("BENCHMARKS.md", "weights alone 95.5 %", lambda: "weights alone " + held_out("encoder")),
