@@ -200,22 +200,25 @@ def fix_back(session, report: dict, data: Path, slice_name: str, folder: Path) -
     from ffasr_cli.evaluate import contains_term
 
     data = data.resolve()  # the scored files are written elsewhere, with absolute paths to the clips
-    terms = {t for row in read_eval(data / f"terms_{slice_name}.jsonl") for t in row.terms}
+    tests = list(read_eval(data / f"terms_{slice_name}.jsonl"))
+    terms = {t for row in tests for t in row.terms}
     again = {row["again_of"]: row for row in map(json.loads, (data / AGAIN).read_text().splitlines())}
-    heard = {row["reference"]: row["audio"] for file in HARD_SOUNDALIKES if (data / file).exists()
-             for row in map(json.loads, (data / file).read_text().splitlines())}  # fmt: skip
-    wrong = [(r["reference"], {t for t in terms if contains_term(r["hypothesis"], t) and not contains_term(r["reference"], t)})
-             for file in HARD_SOUNDALIKES if file in report["eval"] for r in report["eval"][file]["after"]]  # fmt: skip
-    wrong = [(sentence, written) for sentence, written in wrong if written]
+    wrong = []  # (the eval row, the terms written into it)
+    for file in HARD_SOUNDALIKES:
+        for r in report["eval"].get(file, {}).get("after", []):
+            if written := {t for t in terms if contains_term(r["hypothesis"], t) and not contains_term(r["reference"], t)}:
+                wrong.append((r, written))
     if not wrong:
         return {"corrections": 0, "terms": []}
     written_terms = sorted(set().union(*(w for _, w in wrong)))
-    dialogs = [Dialog(line=i, audio=data / heard[sentence], correction=sentence, reference=sentence) for i, (sentence, _) in enumerate(wrong, 1)]
+    dialogs = [Dialog(line=i, audio=Path(r["audio"]), correction=r["reference"], reference=r["reference"]) for i, (r, _) in enumerate(wrong, 1)]
     # scored: the second sentences, each for the terms written into its first; the terms' own test sentences
     new_sentences, test_sentences = folder / "fix_back_again.jsonl", folder / "fix_back_terms.jsonl"
-    new_sentences.write_text("".join(json.dumps({"audio": str(data / again[s]["audio"]), "reference": again[s]["reference"], "terms": sorted(w)}) + "\n" for s, w in wrong))
+    new_sentences.write_text("".join(
+        json.dumps({"audio": str(data / again[r["reference"]]["audio"]), "reference": again[r["reference"]]["reference"], "terms": sorted(w)}) + "\n"
+        for r, w in wrong))  # fmt: skip
     test_sentences.write_text("".join(json.dumps({"audio": str(row.audio), "reference": row.reference, "terms": list(row.terms)}) + "\n"
-                                      for row in read_eval(data / f"terms_{slice_name}.jsonl") if set(row.terms) & set(written_terms)))  # fmt: skip
+                                      for row in tests if set(row.terms) & set(written_terms)))  # fmt: skip
     replay = run_replay(session, dialogs, [new_sentences, test_sentences], flush=True)
     scores = {name: replay["eval"][path.name]["metrics"] for name, path in (("again", new_sentences), ("recall", test_sentences))}
     return {
@@ -376,14 +379,11 @@ def fix_back_table(results: list[dict]) -> str:
     for (row, slice_name), runs in grouped(r for r in results if r.get("fix_back") is not None).items():
         fixed = [r["fix_back"] for r in runs if r["fix_back"]["corrections"]]
 
-        def summed(name: str, when: str, key: str) -> int:
-            return sum(round(f[name][when][key] * (f[name][when]["utterances"] / 100 if key == "term_recall" else 1)) for f in fixed)
-
         said = sum(f["recall"]["after"]["utterances"] for f in fixed)
         forbidden = sum(f["again"]["after"]["forbidden"] for f in fixed)
         cells = [row, slice_name, str(len(runs)), str(sum(f["corrections"] for f in fixed)),
-                 *(f"{summed('again', when, 'false_insertions')}/{forbidden}" for when in ("before", "after")),
-                 *(f"{summed('recall', when, 'term_recall')}/{said}" for when in ("before", "after"))]  # fmt: skip
+                 *(f"{sum(f['again'][when]['false_insertions'] for f in fixed)}/{forbidden}" for when in ("before", "after")),
+                 *(f"{sum(term_hits(f['recall'][when]) for f in fixed)}/{said}" for when in ("before", "after"))]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
