@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 import whisper
-from whisper.decoding import DecodingOptions, DecodingResult, DecodingTask, GreedyDecoder, PyTorchInference
+from whisper.decoding import DecodingOptions, DecodingResult, DecodingTask, GreedyDecoder, PyTorchInference, SuppressBlank
 from whisper.model import Whisper
+from whisper.utils import compression_ratio
 
 from .lora import HeadAdapter, LoRALinear, adapter_rows, disabled_adapters
 from .projection import vocabulary_logits
@@ -98,10 +99,21 @@ class WindowInference(PyTorchInference):
         self.sot_index, self.cross, self.int8 = sot_index, kv, int8
 
     def logits(self, tokens: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
-        if not self.kv_cache:
-            self.kv_cache, self.hooks = self.model.install_kv_cache_hooks()  # self-attention's; cross-attention's are given
         if tokens.shape[-1] > self.initial_token_length:
             tokens = tokens[:, -1:]  # after the first pass the kv-cache holds the rest
+        hidden = self.hidden(tokens, audio_features)
+        embedding = self.model.decoder.token_embedding.weight
+        if hidden.shape[1] == 1:
+            return vocabulary_logits(hidden, embedding, self.int8)
+        read = [self.sot_index, hidden.shape[1] - 1]
+        logits = hidden.new_empty(*hidden.shape[:2], embedding.shape[0], dtype=torch.float32)  # the rest is never read
+        logits[:, read] = vocabulary_logits(hidden[:, read], embedding, self.int8)
+        return logits
+
+    def hidden(self, tokens: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
+        """The decoder's final hidden states at ``tokens``, which follow the positions in the kv-cache."""
+        if not self.kv_cache:
+            self.kv_cache, self.hooks = self.model.install_kv_cache_hooks()  # self-attention's; cross-attention's are given
         decoder = self.model.decoder
         offset = next(iter(self.kv_cache.values())).shape[1] if self.kv_cache else 0
         x = decoder.token_embedding(tokens) + decoder.positional_embedding[offset : offset + tokens.shape[-1]]
@@ -110,13 +122,7 @@ class WindowInference(PyTorchInference):
             x = x + block.attn(block.attn_ln(x), mask=decoder.mask, kv_cache=self.kv_cache)[0]
             x = x + self.cross_attention(block.cross_attn, block.cross_attn_ln(x))
             x = x + block.mlp(block.mlp_ln(x))
-        hidden = decoder.ln(x)
-        if hidden.shape[1] == 1:
-            return vocabulary_logits(hidden, decoder.token_embedding.weight, self.int8)
-        read = [self.sot_index, hidden.shape[1] - 1]
-        logits = hidden.new_empty(*hidden.shape[:2], decoder.token_embedding.weight.shape[0], dtype=torch.float32)  # the rest is never read
-        logits[:, read] = vocabulary_logits(hidden[:, read], decoder.token_embedding.weight, self.int8)
-        return logits
+        return decoder.ln(x)
 
     def cross_attention(self, attention, x: torch.Tensor) -> torch.Tensor:
         """``attention`` (a cross-attention) over the window's keys and values (``cross``).
@@ -147,6 +153,8 @@ class CapturingTask(DecodingTask):
         self.keep, self.dtype = keep, dtype
         self.kept: dict[str, torch.Tensor] = {}
         self.inference = WindowInference(model, len(self.initial_tokens), self.sot_index, kv, int8)
+        if options.prefix:  # only a reading resumed mid-sentence has one (``Window.decode_like``): blank is no longer its first token
+            self.logit_filters = [f for f in self.logit_filters if not isinstance(f, SuppressBlank)]
         if isinstance(self.decoder, GreedyDecoder):
             self.decoder = RecordingGreedyDecoder(options.temperature, self.tokenizer.eot)
         else:
@@ -221,6 +229,69 @@ class Window:
     def decode_apart(self, options: DecodingOptions, keep: str | None) -> tuple[WindowCapture, WindowCapture]:
         """The readings of ``decode_with_base`` as two decoder passes (for beam search, and to check the batch against)."""
         return self.decode(options, keep), self.decode(options, keep, adapted=False)
+
+    def decode_like(self, options: DecodingOptions, like: Sequence[int]) -> WindowCapture:
+        """The base model's reading, ``decode(options, None, adapted=False)``, decoded only from
+        where it departs from ``like``, another reading's tokens of this window.
+
+        Greedy decoding picks each token from those before it, so where the reading would write
+        ``like``'s first tokens it is those tokens, and one teacher-forced pass over them
+        (``agreement``, about the cost of three decoded tokens) says how far that is. The glossary's
+        prompted reading mostly writes what the unprompted one did: then nothing more is decoded.
+        Beam search keeps several sequences and is decoded in full.
+        """
+        if options.beam_size:
+            return self.decode(options, None, adapted=False)
+        with disabled_adapters(self.model):
+            task = CapturingTask(self.model, options, None, self.dtype, self.cross_kv(False), self.int8)
+            agreed = self.agreement(task, like[: task.n_ctx - len(task.initial_tokens)])  # a long prompt leaves fewer positions
+        tokens, logprobs = tuple(like[: agreed.length]), agreed.logprobs[:-1]
+        total = sum(agreed.logprobs if agreed.ends else logprobs)  # whisper's sum counts the end of text
+        if not agreed.ends:
+            rest = self.decode(replace(options, prefix=list(tokens)), None, adapted=False)
+            tokens, logprobs = tokens + rest.tokens, logprobs + rest.token_logprobs
+            total += rest.avg_logprob * (len(rest.tokens) + 1)
+        text = task.tokenizer.decode(list(tokens)).strip()
+        return WindowCapture(
+            tokens=tokens, text=text, no_speech_prob=agreed.no_speech_prob, avg_logprob=total / (len(tokens) + 1),
+            compression_ratio=compression_ratio(text), token_logprobs=logprobs,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def agreement(self, task: CapturingTask, tokens: Sequence[int]) -> Agreement:
+        """How far ``task``'s greedy decoding would pick ``tokens``, then end, itself: one
+        teacher-forced pass over them, each position's logits filtered as its decoding filters them."""
+        eot, initial = task.tokenizer.eot, list(task.initial_tokens)
+        sequence = torch.tensor([initial + list(tokens)], device=self.features.device)
+        inference = WindowInference(self.model, sequence.shape[-1], task.sot_index, task.inference.cross, self.int8)
+        try:
+            hidden = inference.hidden(sequence, self.features)
+        finally:
+            inference.cleanup_caching()
+        rows = [task.sot_index, *range(len(initial) - 1, sequence.shape[-1])]  # then each position that picks a token
+        logits = vocabulary_logits(hidden[:, rows], self.model.decoder.token_embedding.weight, self.int8)[0]
+        no_speech = float(logits[0].softmax(-1)[task.tokenizer.no_speech]) if task.tokenizer.no_speech is not None else float("nan")
+        picked = []
+        for i, given in enumerate([*tokens, eot]):
+            row = logits[1 + i : 2 + i].clone()
+            for logit_filter in task.logit_filters:
+                logit_filter.apply(row, sequence[:, : len(initial) + i])
+            logprobs = row.log_softmax(-1)[0]
+            pick = int(logprobs.argmax())
+            picked.append(float(logprobs[pick]))
+            if pick != given or pick == eot:
+                break
+        return Agreement(i, tuple(picked), pick == eot, no_speech)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How far greedy decoding would write given tokens itself (``Window.agreement``)."""
+
+    length: int  # the given tokens it picks, from the first
+    logprobs: tuple[float, ...]  # its log-probability of each of them, then of the token it picks next
+    ends: bool  # the token it picks next is end of text: its reading is those tokens
+    no_speech_prob: float
 
 
 def _capture(task: CapturingTask, result: DecodingResult, row: int, mel: torch.Tensor, features: torch.Tensor) -> WindowCapture:

@@ -280,7 +280,9 @@ class GlossaryReading(Reading):
     It reads only the windows where it could add a term (``guard.open_to_terms``): where the base
     model was unsure of a word, or wrote one a correction replaced, and the text so far writes no
     term there. A window the base model heard surely, or whose misheard name the adapter already
-    writes, costs no second decoder pass.
+    writes, costs no second decoder pass. Where it does read, it decodes only from the first token
+    where it departs from the base reading (``capture.Window.decode_like``): the same reading, and
+    most often the prompt changes nothing there, which one teacher-forced pass tells.
     """
 
     def read(self, task: WindowTask) -> bool:
@@ -291,7 +293,7 @@ class GlossaryReading(Reading):
         sure = reader.config.base_sure_logprob
         if not open_to_terms(task.base.text, reader.word_logprobs(task.base), sure, task.learned.misheard, task.text, terms):
             return True
-        prompted = task.window.decode(dataclasses.replace(task.options, prompt=task.glossary), None, adapted=False)
+        prompted = task.window.decode_like(dataclasses.replace(task.options, prompt=task.glossary), task.base.tokens)
         if not reader.loops(prompted):
             task.text = added_terms(task.text, reader.guarded(task.base, prompted, terms), terms)
         return True

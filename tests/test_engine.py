@@ -539,6 +539,28 @@ def test_the_int8_projection_picks_the_same_tokens_with_nearly_the_same_log_prob
         assert int8.no_speech_prob == pytest.approx(exact.no_speech_prob, abs=0.01)
 
 
+@pytest.mark.parametrize("int8", [False, True], ids=["fp32", "int8"])
+def test_a_reading_decoded_from_where_it_departs_from_another_is_the_reading_decoded_in_full(captures, int8):
+    """``Window.decode_like``: the glossary's prompted reading, decoded from the first token where it
+    leaves the base reading, is the prompted reading, whatever it is given to follow: the base reading,
+    which it follows wholly or in part, one that goes on past where it ends, a first few tokens, none."""
+    from ffasr_cli.capture import Window, encode
+
+    agent = captures.agent("encoder", "float32")
+    plain = agent.reader.options(None)
+    for name, prompt in (("kubernetes_cluster", "Glossary: Kubernetes."), ("spelled_zbigniew", "Glossary: Zbigniew."), ("weather", "Glossary: Nguyen.")):
+        window = Window(agent.model, *encode(agent.model, load_audio(clip(name)), fp16=False), torch.float32, int8)
+        base, options = window.decode(plain, None), replace(plain, prompt=prompt)
+        full = window.decode(options, None)
+        for like in (base.tokens, full.tokens + base.tokens[:3], full.tokens[:2], ()):
+            ours = window.decode_like(options, like)
+            assert ours.tokens == full.tokens and ours.text == full.text
+            torch.testing.assert_close(torch.tensor(ours.token_logprobs), torch.tensor(full.token_logprobs), rtol=0, atol=1e-3)
+            assert ours.avg_logprob == pytest.approx(full.avg_logprob, abs=1e-3)
+            assert ours.no_speech_prob == pytest.approx(full.no_speech_prob, abs=1e-4)
+            assert ours.compression_ratio == full.compression_ratio
+
+
 def test_the_int8_copy_of_the_embedding_follows_its_changes():
     from ffasr_cli.projection import vocabulary_logits
 
@@ -559,8 +581,8 @@ def test_the_glossary_reading_runs_only_where_it_could_add_a_term(captures, monk
     assert agent.step_if_ready()
     agent.reader.glossary = ["Kubernetes", "Xochitl"]
     prompted = []
-    decode = Window.decode
-    monkeypatch.setattr(Window, "decode", lambda self, options, *a, **k: (prompted.append(options.prompt), decode(self, options, *a, **k))[1])
+    read = Window.decode_like
+    monkeypatch.setattr(Window, "decode_like", lambda self, options, like: (prompted.append(options.prompt), read(self, options, like))[1])
     agent.reader.config = replace(agent.reader.config, base_sure_logprob=-1.0)  # the base model hears "nice" in weather.wav at -0.71
     assert agent.infer(clip("kubernetes_deploy"), cache_logits=False) == DEPLOY  # the weights write the name over "Cuba Nates": nothing to add
     assert agent.infer(clip("weather"), cache_logits=False)  # every word heard surely
