@@ -25,6 +25,11 @@ class CacheEntry:
         return " ".join(w.text for w in self.windows if w.text).strip()
 
     @property
+    def base_text(self) -> str:
+        """What the base model read (the term guard's base reading; before an update, ``text``'s reading)."""
+        return " ".join(w.base_text for w in self.windows if w.base_text).strip()
+
+    @property
     def nbytes(self) -> int:
         return sum(w.nbytes for w in self.windows)
 

@@ -43,6 +43,7 @@ class WindowCapture:
     audio_features: torch.Tensor | None = None  # [n_audio_ctx, d]: the encoder output
     mel: torch.Tensor | None = None  # [n_mels, 3000]: the input, for the full-recompute baseline
     doubtful: tuple[str, ...] = ()  # shown terms where a wrong term is likeliest (guard.doubtful_terms); not kept on disk
+    base_text: str = ""  # the base model's reading (the term guard's), which a correction back of a term is aligned to
 
     @property
     def nbytes(self) -> int:

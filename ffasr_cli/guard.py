@@ -107,10 +107,14 @@ def misheard_as(hypothesis: str, label: str, terms: Iterable[str]) -> dict[str, 
 FixedBack = dict[str, dict[str, set[str]]]  # term key -> a word the user said in its place -> the keys of the words beside it
 
 
-def fixed_back(hypothesis: str, label: str, terms: Iterable[str]) -> FixedBack:
+def fixed_back(hypothesis: str, label: str, terms: Iterable[str], base: str = "") -> FixedBack:
     """For each of ``terms`` that ``hypothesis`` wrote where ``label`` says other words (the user
     corrected a learned term back: "Ceph is fixing" → "Seth is fixing"), those words' keys, each
     with the keys of the label's words beside the stretch (its context). Function words are left out.
+
+    ``base``: the base model's reading of the same audio, if known. The words it wrote under the
+    term count as put back too: the guard meets the base model's spelling of the sound, which
+    need not be the user's ("Neeves Smith" for "Neve Smith").
     """
     keys = {word_key(t) for t in terms}
     heard, said = hypothesis.split(), label.split()
@@ -120,11 +124,24 @@ def fixed_back(hypothesis: str, label: str, terms: Iterable[str]) -> FixedBack:
         if op == "equal":
             continue
         context = {said_keys[j] for j in (s1 - 1, s2) if 0 <= j < len(said)} - {""}
+        put_back = said_keys[s1:s2] + [word_key(w) for w in _beneath(heard, base.split(), h1, h2)]
         for term in {word_key(w) for w in heard[h1:h2]} & keys:
-            for word in said_keys[s1:s2]:
+            for word in put_back:
                 if word and word not in STOPWORDS and word not in keys:
                     found.setdefault(term, {}).setdefault(word, set()).update(context)
     return found
+
+
+def _beneath(heard: Sequence[str], base: Sequence[str], h1: int, h2: int) -> list[str]:
+    """The words of ``base`` that ``heard[h1:h2]`` was shown over."""
+    words = []
+    for op, a1, a2, b1, b2 in word_opcodes(heard, base):
+        lo, hi = max(a1, h1), min(a2, h2)
+        if op == "equal" and lo < hi:
+            words += base[b1 + lo - a1 : b1 + hi - a1]
+        elif op != "equal" and (lo < hi or h1 <= a1 < h2):
+            words += base[b1:b2]
+    return words
 
 
 def guarded_text(

@@ -170,7 +170,7 @@ class Learner:
             raise CorrectionRejected(f"nothing was learned from this correction: {error}") from None
         self.taught_terms.update(example.terms)  # the term guard lets the adapter write these
         self.note_misheard(example.hypothesis, example.label, example.terms)
-        self.note_fixed_back(example.hypothesis, example.label)
+        self.note_fixed_back(example.hypothesis, example.label, example.entry.base_text)
         self.note_written(example)
         self.pending.append(example)
         self.accumulated += 1
@@ -181,9 +181,10 @@ class Learner:
         for term, words in misheard_as(hypothesis, label, terms).items():
             self.misheard.setdefault(term, set()).update(words)
 
-    def note_fixed_back(self, hypothesis: str, label: str) -> None:
-        """Remember where ``label`` put back the words ``hypothesis`` had shown a taught term over (``guard.fixed_back``)."""
-        for term, words in fixed_back(hypothesis, label, self.taught_terms).items():
+    def note_fixed_back(self, hypothesis: str, label: str, base: str = "") -> None:
+        """Remember where ``label`` put back the words ``hypothesis`` had shown a taught term over,
+        and those the base model wrote there (``base``, if known; ``guard.fixed_back``)."""
+        for term, words in fixed_back(hypothesis, label, self.taught_terms, base).items():
             for word, context in words.items():
                 self.fixed_back.setdefault(term, {}).setdefault(word, set()).update(context)
 

@@ -158,7 +158,7 @@ class Reader:
                 break
         terms = self.learned.terms | set(self.glossary)
         doubtful = doubtful_terms(task.base.text, self.word_logprobs(task.base), self.config.base_sure_logprob, task.text, terms, task.learned.fixed_back)
-        return dataclasses.replace(task.capture, text=task.text, doubtful=doubtful)
+        return dataclasses.replace(task.capture, text=task.text, doubtful=doubtful, base_text=task.base.text)
 
     def loops(self, capture: WindowCapture) -> bool:
         return capture.compression_ratio > self.config.compression_ratio_threshold

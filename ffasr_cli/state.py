@@ -225,7 +225,7 @@ class ProfileFiles:
                 if (value := getattr(window, name)) is not None:
                     tensors[f"{i}.{name}"] = value.detach().cpu().contiguous()
         windows = [{"tokens": list(w.tokens), "text": w.text, "no_speech_prob": w.no_speech_prob, "avg_logprob": w.avg_logprob,
-                    "compression_ratio": w.compression_ratio} for w in entry.windows]  # fmt: skip
+                    "compression_ratio": w.compression_ratio, "base_text": w.base_text} for w in entry.windows]  # fmt: skip
         meta = {"format": ENTRY_FORMAT, "identity": json.dumps(identity, sort_keys=True), "label": label, "windows": json.dumps(windows)}
         _write(folder / f"{entry.cache_id}.safetensors", save_safetensors(tensors, metadata=meta), what, "it is not saved")
 
@@ -243,7 +243,7 @@ class ProfileFiles:
         tensors = {name: t.to(device) for name, t in load_safetensors(data).items()}
         windows = tuple(
             WindowCapture(tokens=tuple(w["tokens"]), text=w["text"], no_speech_prob=w["no_speech_prob"], avg_logprob=w["avg_logprob"],
-                          compression_ratio=w["compression_ratio"],
+                          compression_ratio=w["compression_ratio"], base_text=w.get("base_text", ""),  # none in entries saved before 2026-12-07
                           **{name: tensors.get(f"{i}.{name}") for name in ("hidden", "audio_features", "mel")})  # fmt: skip
             for i, w in enumerate(json.loads(meta["windows"]))
         )

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ffasr_cli.corrections import learned_terms, normalize_words, word_key
-from ffasr_cli.guard import MAX_TERM_WORDS, added_terms, guarded_text, misheard_as, word_logprobs
+from ffasr_cli.guard import MAX_TERM_WORDS, added_terms, fixed_back, guarded_text, misheard_as, word_logprobs
 
 # (base model, adapted model, taught terms, shown): the first four were measured on tiny.en
 CASES = [
@@ -193,12 +193,15 @@ def test_a_window_is_open_to_terms_only_where_the_guard_could_show_one(base, con
 
 
 def test_fixed_back_records_the_words_put_back_where_a_term_was_shown_and_their_context():
-    from ffasr_cli.guard import fixed_back
 
     assert fixed_back("Ceph is fixing the bike.", "Seth is fixing the bike.", ["Ceph"]) == {"ceph": {"seth": {"is"}}}
     assert fixed_back("We flew to Kubernetes last spring.", "We flew to Cuba last spring.", ["Kubernetes"]) == {"kubernetes": {"cuba": {"to", "last"}}}
     assert fixed_back("Restart Ceph now.", "Restart Ceph now please.", ["Ceph"]) == {}  # the term stays: nothing put back
     assert fixed_back("Seth is fixing it.", "Ceph is fixing it.", ["Ceph"]) == {}  # a correction to the term, not away from it
+    # the base model's own spelling of the sound counts too: it is what the guard meets again
+    shown, said, base = "Niamh Smith teaches piano.", "Neve Smith teaches piano.", "Neeves Smith teaches piano."
+    assert fixed_back(shown, said, ["Niamh"], base) == {"niamh": {"neve": {"smith"}, "neeves": {"smith"}}}
+    assert fixed_back("Ask Niamh now.", "Ask Neve now.", ["Niamh"], "Ask, Neve now.") == {"niamh": {"neve": {"ask", "now"}}}
 
 
 def test_a_term_is_not_shown_again_over_the_words_it_was_fixed_back_to():
@@ -207,6 +210,10 @@ def test_a_term_is_not_shown_again_over_the_words_it_was_fixed_back_to():
     assert guarded_text("Seth will call you.", "Ceph will call you.", ["Ceph"], fixed=fixed) == "Seth will call you."
     # other words the base model wrote for the term are still open to it
     assert guarded_text("Restart Seff now.", "Restart Ceph now.", ["Ceph"], fixed=fixed) == "Restart Ceph now."
+    # the sentence corrected back, read again: the base model's spelling of it was put back too
+    fixed = fixed_back("Niamh Smith teaches piano.", "Neve Smith teaches piano.", ["Niamh"], "Neeves Smith teaches piano.")
+    shown = guarded_text("Neeves Smith teaches piano.", "Niamh Smith teaches piano.", ["Niamh"], misheard={"niamh": {"neve"}}, fixed=fixed)
+    assert shown == "Neeves Smith teaches piano."
 
 
 def test_where_the_term_was_misheard_as_the_same_words_the_fix_back_holds_only_in_its_context():
