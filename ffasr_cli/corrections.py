@@ -81,10 +81,15 @@ def normalize_words(text: str) -> list[str]:
     return [_normal(word) for word in _WORD.findall(text)]
 
 
+# Titles a reading writes either way ("Dr. Win", "Doctor Win"); whisper's English normalizer spells them out too.
+TITLES = {"dr": "doctor", "mr": "mister", "mrs": "missus", "prof": "professor"}
+
+
 def word_key(word: str) -> str:
     """How two readings' words, and a word and a learned term, are compared: normalized, without a
-    possessive ("Ceph's," → "ceph")."""
-    return " ".join(normalize_words(word)).removesuffix("'s")
+    possessive ("Ceph's," → "ceph"), a title spelled out ("Dr." → "doctor")."""
+    key = " ".join(normalize_words(word)).removesuffix("'s")
+    return TITLES.get(key, key)
 
 
 def _normal(word: str) -> str:

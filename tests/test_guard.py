@@ -202,6 +202,8 @@ def test_fixed_back_records_the_words_put_back_where_a_term_was_shown_and_their_
     shown, said, base = "Niamh Smith teaches piano.", "Neve Smith teaches piano.", "Neeves Smith teaches piano."
     assert fixed_back(shown, said, ["Niamh"], base) == {"niamh": {"neve": {"smith"}, "neeves": {"smith"}}}
     assert fixed_back("Ask Niamh now.", "Ask Neve now.", ["Niamh"], "Ask, Neve now.") == {"niamh": {"neve": {"ask", "now"}}}
+    # a title is the same word either way: the context of "Win" is the title before it
+    assert fixed_back("Dr. Nguyen is away.", "Doctor Win is away.", ["Nguyen"]) == {"nguyen": {"win": {"doctor", "is"}}}
 
 
 def test_a_term_is_not_shown_again_over_the_words_it_was_fixed_back_to():
@@ -214,6 +216,11 @@ def test_a_term_is_not_shown_again_over_the_words_it_was_fixed_back_to():
     fixed = fixed_back("Niamh Smith teaches piano.", "Neve Smith teaches piano.", ["Niamh"], "Neeves Smith teaches piano.")
     shown = guarded_text("Neeves Smith teaches piano.", "Niamh Smith teaches piano.", ["Niamh"], misheard={"niamh": {"neve"}}, fixed=fixed)
     assert shown == "Neeves Smith teaches piano."
+    # a title beside the words is their context, however it is written
+    fixed = fixed_back("Dr. Nguyen is away.", "Doctor Win is away.", ["Nguyen"])
+    shown = guarded_text("My dentist, Dr. Win, has moved.", "My dentist, Dr. Nguyen, has moved.", ["Nguyen"],
+                         misheard={"nguyen": {"win"}}, misheard_min_logprob=-2.0, fixed=fixed)  # fmt: skip
+    assert shown == "My dentist, Dr. Win, has moved."
 
 
 def test_where_the_term_was_misheard_as_the_same_words_the_fix_back_holds_only_in_its_context():
