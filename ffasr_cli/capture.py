@@ -264,11 +264,10 @@ class Window:
         teacher-forced pass over them, each position's logits filtered as its decoding filters them."""
         eot, initial = task.tokenizer.eot, list(task.initial_tokens)
         sequence = torch.tensor([initial + list(tokens)], device=self.features.device)
-        inference = WindowInference(self.model, sequence.shape[-1], task.sot_index, task.inference.cross, self.int8)
         try:
-            hidden = inference.hidden(sequence, self.features)
+            hidden = task.inference.hidden(sequence, self.features)  # the whole sequence in one pass
         finally:
-            inference.cleanup_caching()
+            task.inference.cleanup_caching()
         rows = [task.sot_index, *range(len(initial) - 1, sequence.shape[-1])]  # then each position that picks a token
         logits = vocabulary_logits(hidden[:, rows], self.model.decoder.token_embedding.weight, self.int8)[0]
         no_speech = float(logits[0].softmax(-1)[task.tokenizer.no_speech]) if task.tokenizer.no_speech is not None else float("nan")
