@@ -51,6 +51,12 @@ class Learned:
     written: dict[str, int] = field(default_factory=dict)  # term key -> accepted sentences the adapter wrote it in, since its last correction
 
 
+def glossary_text(terms: Iterable[str]) -> str | None:
+    """Whisper's prompt for ``terms`` (None: no terms)."""
+    terms = list(terms)
+    return f"Glossary: {', '.join(terms)}." if terms else None
+
+
 class Reader:
     def __init__(self, model, tokenizer, config: DecodingConfig, device: str, cache_dtype):
         self.model, self.tokenizer, self.config = model, tokenizer, config
@@ -94,12 +100,14 @@ class Reader:
     # ---------------------------------------------------------------- the glossary prompt
 
     def glossary_prompt(self, leave_out: Iterable[str] = ()) -> str | None:
-        terms = self.prompt_terms(leave_out)
-        return f"Glossary: {', '.join(terms)}." if terms and self.config.glossary else None
+        return glossary_text(self.prompt_terms(leave_out)) if self.config.glossary else None
+
+    def glossary_reading_terms(self) -> tuple[str, ...]:
+        """The terms the glossary reading is prompted with: the glossary, less the terms the weights write (``written_by_weights``)."""
+        return tuple(self.prompt_terms(leave_out=self.written_by_weights())) if self.config.glossary else ()
 
     def glossary_reading_prompt(self) -> str | None:
-        """The glossary reading's prompt: the glossary, less the terms the weights write (``written_by_weights``)."""
-        return self.glossary_prompt(leave_out=self.written_by_weights())
+        return glossary_text(self.glossary_reading_terms())
 
     def written_by_weights(self) -> set[str]:
         """Keys of the taught terms the glossary reading no longer prompts: the adapter itself wrote
@@ -133,10 +141,10 @@ class Reader:
     def transcribe(self, audio: str | Path | np.ndarray, keep: str | None) -> tuple[WindowCapture, ...]:
         """The windows of ``audio`` as the user sees them, keeping ``keep`` for an update (None: nothing)."""
         if self.config.term_guard:
-            return self.read(audio, keep, None, self.glossary_reading_prompt())
+            return self.read(audio, keep, None, self.glossary_reading_terms())
         return self.read(audio, keep, self.glossary_prompt())  # nothing is checked: the glossary is Whisper's prompt (the prompt-only baseline)
 
-    def read(self, audio, keep: str | None, prompt: str | None, glossary: str | None = None) -> tuple[WindowCapture, ...]:
+    def read(self, audio, keep: str | None, prompt: str | None, glossary: tuple[str, ...] = ()) -> tuple[WindowCapture, ...]:
         options = self.options(prompt)
         # A quiet 30 s window (all of a silent clip, or a pause in a long one) is skipped: Whisper
         # would only hallucinate there.
@@ -145,11 +153,11 @@ class Reader:
         captures = (self._locked_read(w, options, keep, glossary) for w in samples if not is_silent(w, silence))
         return tuple(c for c in captures if not self._no_speech(c))
 
-    def _locked_read(self, samples: np.ndarray, options: DecodingOptions, keep: str | None, glossary: str | None) -> WindowCapture:
+    def _locked_read(self, samples: np.ndarray, options: DecodingOptions, keep: str | None, glossary: tuple[str, ...]) -> WindowCapture:
         with self.lock:  # one adapter and one ``learned`` for the whole window
             return self._read_window(samples, options, keep, glossary)
 
-    def _read_window(self, samples: np.ndarray, options: DecodingOptions, keep: str | None, glossary: str | None) -> WindowCapture:
+    def _read_window(self, samples: np.ndarray, options: DecodingOptions, keep: str | None, glossary: tuple[str, ...]) -> WindowCapture:
         """Encode one window once, then let each of ``self.readings`` read it in turn (``WindowTask``)."""
         window = Window(self.model, *encode(self.model, samples, options.fp16), self.cache_dtype, self.int8)
         task = WindowTask(self, window, options, keep, glossary, self.learned)
@@ -220,7 +228,7 @@ class WindowTask:
     window: Window
     options: DecodingOptions
     keep: str | None  # what the cache keeps for an update (None: nothing)
-    glossary: str | None  # the glossary prompt, if the glossary is read
+    glossary: tuple[str, ...]  # the terms the glossary reading is prompted with (none: it does not read)
     learned: Learned
     capture: WindowCapture | None = None  # the adapter's reading: what the cache holds
     base: WindowCapture | None = None  # the base model's reading (the adapted one, until an update)
@@ -280,20 +288,22 @@ class GlossaryReading(Reading):
     It reads only the windows where it could add a term (``guard.open_to_terms``): where the base
     model was unsure of a word, or wrote one a correction replaced, and the text so far writes no
     term there. A window the base model heard surely, or whose misheard name the adapter already
-    writes, costs no second decoder pass. Where it does read, it decodes only from the first token
-    where it departs from the base reading (``capture.Window.decode_like``): the same reading, and
-    most often the prompt changes nothing there, which one teacher-forced pass tells.
+    writes, costs no second decoder pass; nor does one whose text already writes every term of the
+    prompt: the prompt leads the reading to those terms, and here the weights wrote each of them.
+    Where it does read, it decodes only from the first token where it departs from the base reading
+    (``capture.Window.decode_like``): the same reading, and most often the prompt changes nothing
+    there, which one teacher-forced pass tells.
     """
 
     def read(self, task: WindowTask) -> bool:
-        if not task.glossary:
+        if len(written_terms(task.text, task.glossary)) == len(task.glossary):  # also: no prompt
             return True
         reader = task.reader
         terms = task.learned.terms | set(reader.glossary)  # terms the user added were never taught
         sure = reader.config.base_sure_logprob
         if not open_to_terms(task.base.text, reader.word_logprobs(task.base), sure, task.learned.misheard, task.text, terms):
             return True
-        prompted = task.window.decode_like(dataclasses.replace(task.options, prompt=task.glossary), task.base.tokens)
+        prompted = task.window.decode_like(dataclasses.replace(task.options, prompt=glossary_text(task.glossary)), task.base.tokens)
         if not reader.loops(prompted):
             task.text = added_terms(task.text, reader.guarded(task.base, prompted, terms), terms)
         return True

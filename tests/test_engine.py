@@ -589,4 +589,8 @@ def test_the_glossary_reading_runs_only_where_it_could_add_a_term(captures, monk
     assert prompted == []
     agent.reader.config = replace(agent.reader.config, base_sure_logprob=0.0)  # no word is sure: every window is open
     agent.infer(clip("weather"), cache_logits=False)
-    assert prompted == ["Glossary: Kubernetes, Xochitl."]
+    agent.infer(clip("kubernetes_deploy"), cache_logits=False)  # "Xochitl" is not written: it could still be found
+    agent.reader.glossary = ["Kubernetes"]
+    assert agent.infer(clip("kubernetes_deploy"), cache_logits=False) == DEPLOY  # every term of the prompt is written: nothing to find
+    agent.infer(clip("weather"), cache_logits=False)
+    assert prompted == ["Glossary: Kubernetes, Xochitl."] * 2 + ["Glossary: Kubernetes."]
