@@ -58,19 +58,29 @@ def final_norm(model: Whisper) -> torch.nn.Module:
 
 
 class RecordingGreedyDecoder(GreedyDecoder):
-    """whisper's greedy decoder, also recording the log-probability of each token it picks."""
+    """whisper's greedy decoder, also recording the log-probability of each token it picks.
 
-    def __init__(self, temperature: float, eot: int):
+    Given ``until`` (another reading's tokens, for a one-row decode), it stops as soon as its last
+    two picks are two consecutive tokens of ``until``: it has rejoined that reading, and
+    ``rejoined`` is the index in ``until`` of the second (``Window.decode_like``).
+    """
+
+    def __init__(self, temperature: float, eot: int, until: Sequence[int] = ()):
         super().__init__(temperature, eot)
         self.steps: list[torch.Tensor] = []  # per decoding step, [rows]
+        self.pairs = {(until[j - 1], until[j]): j for j in reversed(range(1, len(until)))}  # the first place each pair is
+        self.rejoined: int | None = None
 
     def reset(self):
-        self.steps = []
+        self.steps, self.rejoined = [], None
 
     def update(self, tokens: torch.Tensor, logits: torch.Tensor, sum_logprobs: torch.Tensor):
         before = sum_logprobs.clone()
         tokens, completed = super().update(tokens, logits, sum_logprobs)
         self.steps.append(sum_logprobs - before)
+        if self.pairs and not completed and len(self.steps) >= 2:
+            self.rejoined = self.pairs.get(tuple(tokens[0, -2:].tolist()))
+            completed = self.rejoined is not None
         return tokens, completed
 
     def logprobs(self, row: int) -> list[float]:
@@ -148,8 +158,9 @@ class CapturingTask(DecodingTask):
     with ``WindowInference``."""
 
     def __init__(
-        self, model: Whisper, options: DecodingOptions, keep: str | None, dtype: torch.dtype, kv: CrossKV, int8: bool
-    ):
+        self, model: Whisper, options: DecodingOptions, keep: str | None, dtype: torch.dtype, kv: CrossKV, int8: bool,
+        until: Sequence[int] = (),
+    ):  # fmt: skip
         super().__init__(model, options)
         self.keep, self.dtype = keep, dtype
         self.kept: dict[str, torch.Tensor] = {}
@@ -157,7 +168,7 @@ class CapturingTask(DecodingTask):
         if options.prefix:  # only a reading resumed mid-sentence has one (``Window.decode_like``): blank is no longer its first token
             self.logit_filters = [f for f in self.logit_filters if not isinstance(f, SuppressBlank)]
         if isinstance(self.decoder, GreedyDecoder):
-            self.decoder = RecordingGreedyDecoder(options.temperature, self.tokenizer.eot)
+            self.decoder = RecordingGreedyDecoder(options.temperature, self.tokenizer.eot, until)
         else:
             self.decoder.inference = self.inference  # beam search reorders the kv-cache of the inference it was given
 
@@ -232,30 +243,47 @@ class Window:
         return self.decode(options, keep), self.decode(options, keep, adapted=False)
 
     def decode_like(self, options: DecodingOptions, like: Sequence[int]) -> WindowCapture:
-        """The base model's reading, ``decode(options, None, adapted=False)``, decoded only from
-        where it departs from ``like``, another reading's tokens of this window.
+        """The base model's reading, ``decode(options, None, adapted=False)``, decoded only where it
+        departs from ``like``, another reading's tokens of this window.
 
         Greedy decoding picks each token from those before it, so where the reading would write
-        ``like``'s first tokens it is those tokens, and one teacher-forced pass over them
-        (``agreement``, about the cost of three decoded tokens) says how far that is. The glossary's
-        prompted reading mostly writes what the unprompted one did: then nothing more is decoded.
-        Beam search keeps several sequences and is decoded in full.
+        ``like``'s tokens it is those tokens, and one teacher-forced pass over them (``agreement``,
+        about the cost of three decoded tokens) says how far that is. From the first token where it
+        departs, it is decoded until it writes two of ``like``'s tokens in a row again (past a name
+        it spells otherwise, it rejoins the other reading), and another pass checks the rest of
+        ``like`` from there. The glossary's prompted reading mostly writes what the unprompted one
+        did: then nothing is decoded. Beam search keeps several sequences and is decoded in full.
         """
         if options.beam_size:
             return self.decode(options, None, adapted=False)
+        tokens: list[int] = []  # the reading so far
+        logprobs: list[float] = []
+        total = 0.0  # whisper's sum of log-probabilities, which counts the end of text
+        no_speech = None
         with disabled_adapters(self.model):
-            task = CapturingTask(self.model, options, None, self.dtype, self.cross_kv(False), self.int8)
-            agreed = self.agreement(task, like[: task.n_ctx - len(task.initial_tokens)])  # a long prompt leaves fewer positions
-        tokens, logprobs = tuple(like[: agreed.length]), agreed.logprobs[:-1]
-        total = sum(agreed.logprobs if agreed.ends else logprobs)  # whisper's sum counts the end of text
-        if not agreed.ends:
-            rest = self.decode(replace(options, prefix=list(tokens)), None, adapted=False)
-            tokens, logprobs = tokens + rest.tokens, logprobs + rest.token_logprobs
-            total += rest.avg_logprob * (len(rest.tokens) + 1)
-        text = task.tokenizer.decode(list(tokens)).strip()
+            while True:
+                task = CapturingTask(self.model, replace(options, prefix=tokens), None, self.dtype, self.cross_kv(False), self.int8)
+                agreed = self.agreement(task, like[: task.n_ctx - len(task.initial_tokens)])  # a long prompt leaves fewer positions
+                no_speech = agreed.no_speech_prob if no_speech is None else no_speech
+                tokens += like[: agreed.length]
+                logprobs += agreed.logprobs[: agreed.length]
+                total += sum(agreed.logprobs if agreed.ends else agreed.logprobs[:-1])
+                if agreed.ends:
+                    break
+                departed = like[agreed.length :]
+                task = CapturingTask(self.model, replace(options, prefix=tokens), None, self.dtype, self.cross_kv(False), self.int8, departed)
+                rest = _capture(task, task.run(self.features)[0], 0, self.mel, self.features)
+                tokens += rest.tokens
+                logprobs += rest.token_logprobs
+                if task.decoder.rejoined is None:
+                    total += rest.avg_logprob * (len(rest.tokens) + 1)
+                    break
+                total += sum(rest.token_logprobs)
+                like = departed[task.decoder.rejoined + 1 :]
+        text = task.tokenizer.decode(tokens).strip()
         return WindowCapture(
-            tokens=tokens, text=text, no_speech_prob=agreed.no_speech_prob, avg_logprob=total / (len(tokens) + 1),
-            compression_ratio=compression_ratio(text), token_logprobs=logprobs,
+            tokens=tuple(tokens), text=text, no_speech_prob=no_speech, avg_logprob=total / (len(tokens) + 1),
+            compression_ratio=compression_ratio(text), token_logprobs=tuple(logprobs),
         )  # fmt: skip
 
     @torch.no_grad()

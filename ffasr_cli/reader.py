@@ -290,7 +290,7 @@ class GlossaryReading(Reading):
     term there. A window the base model heard surely, or whose misheard name the adapter already
     writes, costs no second decoder pass; nor does one whose text already writes every term of the
     prompt: the prompt leads the reading to those terms, and here the weights wrote each of them.
-    Where it does read, it decodes only from the first token where it departs from the base reading
+    Where it does read, it decodes only where it departs from the base reading
     (``capture.Window.decode_like``): the same reading, and most often the prompt changes nothing
     there, which one teacher-forced pass tells.
     """

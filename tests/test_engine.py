@@ -540,20 +540,28 @@ def test_the_int8_projection_picks_the_same_tokens_with_nearly_the_same_log_prob
 
 
 @pytest.mark.parametrize("int8", [False, True], ids=["fp32", "int8"])
-def test_a_reading_decoded_from_where_it_departs_from_another_is_the_reading_decoded_in_full(captures, int8):
+def test_a_reading_decoded_from_where_it_departs_from_another_is_the_reading_decoded_in_full(captures, int8, monkeypatch):
     """``Window.decode_like``: the glossary's prompted reading, decoded from the first token where it
     leaves the base reading, is the prompted reading, whatever it is given to follow: the base reading,
-    which it follows wholly or in part, one that goes on past where it ends, a first few tokens, none."""
+    which it follows wholly or in part, one that goes on past where it ends, one with a wrong token
+    that it leaves and rejoins, a first few tokens, none."""
     from ffasr_cli.capture import Window, encode
 
     agent = captures.agent("encoder", "float32")
     plain = agent.reader.options(None)
+    passes = []
+    agreement = Window.agreement
+    monkeypatch.setattr(Window, "agreement", lambda self, task, tokens: passes.append(tokens) or agreement(self, task, tokens))
     for name, prompt in (("kubernetes_cluster", "Glossary: Kubernetes."), ("spelled_zbigniew", "Glossary: Zbigniew."), ("weather", "Glossary: Nguyen.")):
         window = Window(agent.model, *encode(agent.model, load_audio(clip(name)), fp16=False), torch.float32, int8)
         base, options = window.decode(plain, None), replace(plain, prompt=prompt)
         full = window.decode(options, None)
-        for like in (base.tokens, full.tokens + base.tokens[:3], full.tokens[:2], ()):
+        wrong = full.tokens[:2] + (full.tokens[1],) + full.tokens[3:]
+        for like in (base.tokens, full.tokens + base.tokens[:3], wrong, full.tokens[:2], ()):
+            passes.clear()
             ours = window.decode_like(options, like)
+            if like == wrong:
+                assert [len(p) for p in passes] == [len(wrong), len(wrong) - 5]  # left at the third token, rejoined at the fifth
             assert ours.tokens == full.tokens and ours.text == full.text
             torch.testing.assert_close(torch.tensor(ours.token_logprobs), torch.tensor(full.token_logprobs), rtol=0, atol=1e-3)
             assert ours.avg_logprob == pytest.approx(full.avg_logprob, abs=1e-3)
