@@ -28,7 +28,7 @@ the user never corrected keeps both tests. And where the user corrected a shown 
 was said ("Ceph is fixing the bike" → "Seth is fixing the bike", ``fixed_back``), the term is not
 shown over those words again; if corrections of the term also replaced those very words (the base
 model writes "Seth" for the term too), only in the context the user fixed it back in (a word
-beside it the same). Letters the user spelled ("N-G-O-C-I") are never
+beside it the same, any article counting as "a"). Letters the user spelled ("N-G-O-C-I") are never
 replaced by a term: they say the word more surely than any reading of them.
 
 docs/guard.md states these rules for users, and docs/decisions.md gives the measurements behind
@@ -132,6 +132,15 @@ def fixed_back(hypothesis: str, label: str, terms: Iterable[str], base: str = ""
     return found
 
 
+ARTICLES = frozenset({"a", "an", "the"})
+
+
+def _context(keys: Iterable[str]) -> set[str]:
+    """Words beside a stretch, as contexts are compared: the articles count as one. "a ten-day
+    holiday" and "The ten-day forecast" put the word in the same place, one where names rarely go."""
+    return {"a" if k in ARTICLES else k for k in keys}
+
+
 def _beneath(heard: Sequence[str], base: Sequence[str], h1: int, h2: int) -> list[str]:
     """The words of ``base`` that ``heard[h1:h2]`` was shown over."""
     words = []
@@ -203,8 +212,8 @@ def guarded_text(
             return False
         if not was_misheard(term, words):
             return True  # the user never said these words were the term
-        beside = {word_key(base_words[j]) for j in (min(words) - 1, max(words) + 1) if 0 <= j < len(base_words)}
-        return any(beside & away[k] for k in keys)
+        beside = _context(word_key(base_words[j]) for j in (min(words) - 1, max(words) + 1) if 0 <= j < len(base_words))
+        return any(beside & _context(away[k]) for k in keys)
 
     def stands(term: str, b1: int, b2: int, a1: int, a2: int, i: int) -> bool:
         """Whether adapted word ``i``, which writes ``term``, is shown."""

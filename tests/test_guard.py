@@ -232,6 +232,13 @@ def test_where_the_term_was_misheard_as_the_same_words_the_fix_back_holds_only_i
     assert shown("Seth is fixing the car.", "Ceph is fixing the car.") == "Seth is fixing the car."  # as fixed back
     assert shown("Restart Seth on the cluster.", "Restart Ceph on the cluster.") == "Restart Ceph on the cluster."  # as corrected
 
+    # "We booked a ten-day holiday", corrected back from Tendai: any article is the same context
+    misheard, fixed = {"tendai": {"ten-day"}}, fixed_back("We booked a Tendai holiday.", "We booked a ten-day holiday.", ["Tendai"])
+    assert guarded_text("The ten-day forecast shows rain.", "The Tendai forecast shows rain.", ["Tendai"],
+                        misheard=misheard, misheard_min_logprob=-2.0, fixed=fixed) == "The ten-day forecast shows rain."  # fmt: skip
+    assert guarded_text("Ask ten-day about the rota.", "Ask Tendai about the rota.", ["Tendai"],
+                        misheard=misheard, misheard_min_logprob=-2.0, fixed=fixed) == "Ask Tendai about the rota."  # fmt: skip
+
 
 def test_a_term_shown_over_words_the_base_model_was_sure_of_is_doubtful():
     from ffasr_cli.guard import doubtful_terms
