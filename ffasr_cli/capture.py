@@ -262,7 +262,7 @@ class Window:
         no_speech = None
         with disabled_adapters(self.model):
             while True:
-                task = CapturingTask(self.model, replace(options, prefix=tokens), None, self.dtype, self.cross_kv(False), self.int8)
+                task = CapturingTask(self.model, replace(options, prefix=list(tokens)), None, self.dtype, self.cross_kv(False), self.int8)
                 agreed = self.agreement(task, like[: task.n_ctx - len(task.initial_tokens)])  # a long prompt leaves fewer positions
                 no_speech = agreed.no_speech_prob if no_speech is None else no_speech
                 tokens += like[: agreed.length]
@@ -271,7 +271,7 @@ class Window:
                 if agreed.ends:
                     break
                 departed = like[agreed.length :]
-                task = CapturingTask(self.model, replace(options, prefix=tokens), None, self.dtype, self.cross_kv(False), self.int8, departed)
+                task = CapturingTask(self.model, replace(options, prefix=list(tokens)), None, self.dtype, self.cross_kv(False), self.int8, departed)
                 rest = _capture(task, task.run(self.features)[0], 0, self.mel, self.features)
                 tokens += rest.tokens
                 logprobs += rest.token_logprobs
