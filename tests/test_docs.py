@@ -197,7 +197,7 @@ FIGURES: list[tuple[str, str, Callable[[], str]]] = [
         *(decoder("faster-whisper int8", k) for k in ("rtf", "ratio_to_whisper", "cpu_ratio_to_whisper")))),
     ("BENCHMARKS.md", "| 0.297 | 1.070× | 1.070× |", lambda: "| {:.3f} | {:.3f}× | {:.3f}× |".format(
         *(decoder("ffasr after updates, every term prompted", k) for k in ("rtf", "ratio_to_whisper", "cpu_ratio_to_whisper")))),
-    ("BENCHMARKS.md", "ffasr fresh 0.931×, after updates 1.034× (every name prompted 1.084×, fp32 projection 1.194×), faster-whisper int8 0.830× and fp32 1.055×",
+    ("BENCHMARKS.md", "ffasr fresh 0.903×, after updates 1.005× (every name prompted 1.010×, fp32 projection 1.143×), faster-whisper int8 0.816× and fp32 1.056×",
      lambda: "ffasr fresh {:.3f}×, after updates {:.3f}× (every name prompted {:.3f}×, fp32 projection {:.3f}×), faster-whisper int8 {:.3f}× and fp32 {:.3f}×".format(
         *(value("cost_decode_base.json", "decode", "base", "decoders", name, "ratio_to_whisper") for name in (
             "ffasr fresh", "ffasr after updates", "ffasr after updates, every term prompted", "ffasr after updates, fp32 projection",
