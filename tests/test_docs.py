@@ -202,6 +202,10 @@ FIGURES: list[tuple[str, str, Callable[[], str]]] = [
         *(value("cost_decode_base.json", "decode", "base", "decoders", name, "ratio_to_whisper") for name in (
             "ffasr fresh", "ffasr after updates", "ffasr after updates, every term prompted", "ffasr after updates, fp32 projection",
             "faster-whisper int8", "faster-whisper fp32")))),
+    ("BENCHMARKS.md", "tiny.en fresh 0.856×, after updates 0.995× (every name prompted 1.061×), faster-whisper int8 0.796×; base fresh 0.897×, after updates 1.085× (every name prompted 1.160×), faster-whisper int8 0.754×",
+     lambda: "tiny.en fresh {:.3f}×, after updates {:.3f}× (every name prompted {:.3f}×), faster-whisper int8 {:.3f}×; base fresh {:.3f}×, after updates {:.3f}× (every name prompted {:.3f}×), faster-whisper int8 {:.3f}×".format(
+        *(value("cost_decode_2threads.json", "decode", model, "decoders", name, "ratio_to_whisper") for model in ("tiny.en", "base") for name in (
+            "ffasr fresh", "ffasr after updates", "ffasr after updates, every term prompted", "faster-whisper int8")))),
     # BENCHMARKS.md, live latency
     ("BENCHMARKS.md", "1.22 s | 1.57 s | 1 | 2.18 s", lambda: live_row("whisper")),
     ("BENCHMARKS.md", "1.30 s | 1.84 s | **1.17×** | 2.45 s", lambda: live_row("ffasr")),
