@@ -909,7 +909,7 @@ def test_soak_hundreds_of_interactions_memory_and_disk_stay_bounded(tmp_path, mo
     agent = session.agent
     real_decode, memo = agent.reader.read, {}
 
-    def decode(audio, keep, prompt, glossary=None):
+    def decode(audio, keep, prompt, glossary=()):
         key = (str(audio), keep)
         if key not in memo:
             memo[key] = real_decode(audio, keep, prompt, glossary)
