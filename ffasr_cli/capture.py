@@ -270,9 +270,14 @@ class Window:
         logprobs: list[float] = []
         total = 0.0  # whisper's sum of log-probabilities, which counts the end of text
         no_speech = None
+
+        def resumed(until: Sequence[int] = ()) -> CapturingTask:
+            """The base model's task, resumed after the reading so far (stopping where it rejoins ``until``)."""
+            return CapturingTask(self.model, replace(options, prefix=list(tokens)), None, self.dtype, self.cross_kv(False), self.int8, until)
+
         with disabled_adapters(self.model):
             while True:
-                task = CapturingTask(self.model, replace(options, prefix=list(tokens)), None, self.dtype, self.cross_kv(False), self.int8)
+                task = resumed()
                 agreed = self.agreement(task, like[: task.n_ctx - len(task.initial_tokens)])  # a long prompt leaves fewer positions
                 no_speech = agreed.no_speech_prob if no_speech is None else no_speech
                 tokens += like[: agreed.length]
@@ -281,7 +286,7 @@ class Window:
                 if agreed.ends:
                     break
                 departed = like[agreed.length :]
-                task = CapturingTask(self.model, replace(options, prefix=list(tokens)), None, self.dtype, self.cross_kv(False), self.int8, departed)
+                task = resumed(until=departed)
                 rest = _capture(task, task.run(self.features)[0], 0, self.mel, self.features)
                 tokens += rest.tokens
                 logprobs += rest.token_logprobs
