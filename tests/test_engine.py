@@ -208,6 +208,9 @@ def test_adapter_rows_adapt_only_the_first_rows_of_a_batch():
             torch.testing.assert_close(mixed[1:], base(x[1:]))
             assert not torch.allclose(adapted[1:], base(x[1:]))  # the adapter does change those rows
             torch.testing.assert_close(module(x), adapted)  # leaving the context adapts every row again
+            module.lora.A.mul_(-1)  # as an update writes it: in place
+            with adapter_rows(module, 1):
+                torch.testing.assert_close(module(x)[:1], module(x[:1]))  # the batch follows the change
 
 
 @pytest.mark.parametrize("int8", [False, True], ids=["fp32", "int8"])
