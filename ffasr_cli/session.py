@@ -152,6 +152,9 @@ class Session:
         if background:
             agent.reader.read_apart()
             self.learner_thread = LearnerThread(agent.learner)
+            # A batch already complete when restored (an update Ctrl-C undid, a smaller
+            # accumulation_steps) runs now, not after the next correction: finished() reports it.
+            self.learner_thread.submit(self._step_if_ready)
 
     @classmethod
     def open(cls, state_dir: Path, profile: str, config: Config, command: str, *, lock_timeout: float = 0.0, seed: int = 0,

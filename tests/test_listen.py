@@ -775,3 +775,5 @@ def test_a_doubtful_term_is_marked_on_the_screen_and_the_text_stays_data():
     styled = [line.plain[span.start : span.end] for span in line.spans if span.style == DOUBTFUL]
     assert styled == ["Velero"]
     assert not marked("Ask Velero about it", ()).spans
+    line = marked('The test "Mashin."', ('"Mashin."',))
+    assert line.plain == 'The test "Mashin."' and [line.plain[s.start : s.end] for s in line.spans if s.style == DOUBTFUL] == ["Mashin"]

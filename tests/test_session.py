@@ -56,6 +56,25 @@ def test_pending_corrections_resume_after_restart(tmp_path):
     assert not list((tmp_path / "profiles/default/pending").glob("*"))
 
 
+def test_a_batch_complete_when_restored_updates_as_listen_opens(tmp_path):
+    session = open_session(tmp_path, accumulation_steps=3)
+    try:
+        for name, label in FIX.items():
+            session.teach(session.hear(clip(name)), label, "typed")
+    finally:
+        session.close()
+    # two pending where two now make a batch (as after an update Ctrl-C undid): no correction needed to run it
+    session = Session.open(tmp_path, "default", load_config(None, accumulation_steps=2), "test", background=True)
+    try:
+        session.learner_thread.jobs.join()
+        [update] = session.finished()
+        assert update.step == 1 and not update.rolled_back and not session.waiting()
+    finally:
+        session.close()
+    with Store.open(tmp_path, readonly=True) as store:
+        assert {i.status for i in store.interactions("default")} == {"applied"}
+
+
 @pytest.mark.parametrize("glossary", [False, True], ids=["weights-only", "with-glossary"])
 def test_a_learned_term_stays_learned_after_restart(tmp_path, glossary):
     session = taught_kubernetes(tmp_path)

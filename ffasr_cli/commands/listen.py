@@ -107,6 +107,7 @@ class AudioLog:
 
 
 DOUBTFUL = "bold yellow underline"  # a learned term shown over a word the plain model was sure of
+PUNCTUATED = re.compile(r"""(["'(\[]*)(.*?)([.,;:!?"')\]]*)""", re.S)  # a word: opening marks, the word, closing ones
 
 
 def marked(text: str, doubtful: tuple[str, ...]) -> Text:
@@ -116,7 +117,12 @@ def marked(text: str, doubtful: tuple[str, ...]) -> Text:
     line = Text()
     for i, word in enumerate(text.split(" ")):
         line.append(" " if i else "")
-        line.append_text(shown(word, DOUBTFUL if word in doubtful else ""))
+        if word not in doubtful:
+            line.append_text(shown(word))
+            continue
+        before, term, after = PUNCTUATED.fullmatch(word).groups()  # the term marked, not the full stop after it
+        for part, style in ((before, ""), (term, DOUBTFUL), (after, "")):
+            line.append_text(shown(part, style))
     return line
 
 
@@ -246,20 +252,23 @@ def loaded_line(session) -> str:
             f"{_count(len(agent.reader.glossary), 'term')} known")  # fmt: skip
 
 
-def counters(session) -> str:
-    """Corrections pending against ``accumulation_steps``, confirmed sentences riding along, and when the next update runs."""
-    waiting, queued = session.waiting(), list(session.queued.values())
-    n = session.agent.config.training.accumulation_steps
+def pending(session) -> str:
+    """Corrections pending against ``accumulation_steps``, and confirmed sentences riding along."""
+    waiting = session.waiting()
     riding = sum(e.confirms for e in waiting)
-    corrections = len(waiting) - riding
-    more, either = session.agent.learner.until_update(queued)
+    return f"corrections {len(waiting) - riding}/{session.agent.config.training.accumulation_steps} · riding along {riding}"
+
+
+def counters(session) -> str:
+    """``pending``, and when the next update runs."""
+    more, either = session.agent.learner.until_update(list(session.queued.values()))
     if more == 0:
-        return f"corrections {corrections}/{n} · riding along {riding} · updating in the background"
+        return f"{pending(session)} · updating in the background"
     if either <= more:  # so many more of any kind make a batch
         when = f"{_count(either, 'more correction')} or confirmed sentence{'s' * (either != 1)}"
     else:
         when = _count(more, "more correction")
-    return f"corrections {corrections}/{n} · riding along {riding} · next update after {when}"
+    return f"{pending(session)} · next update after {when}"
 
 
 def known_terms(session) -> set[str]:
@@ -785,5 +794,5 @@ class _Loop:
             parts.append(f"{_count(len(self.open), 'open line')} not learned from")
         if not self.push_to_talk and (waiting := len(self.source)):
             parts.append(f"{_count(waiting, 'utterance')} still queued, not transcribed")
-        parts.append(f"{counters(self.session)} (kept for next time)")
+        parts.append(f"{pending(self.session)}, kept for the next session")  # a complete batch updates as it opens
         self.say("; ".join(parts))
