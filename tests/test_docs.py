@@ -129,7 +129,7 @@ def live(decoder: str, key: str, name: str = "live.json") -> float:
 
 
 def decoder(name: str, key: str) -> float:
-    """One decoder of the decode table: tiny.en, the live benchmark's clips, one core (cost_decode.json)."""
+    """One decoder of the decode table: tiny.en, the live benchmark's clips, one core of an Intel Xeon (cost_decode.json)."""
     return value("cost_decode.json", "decode", "tiny.en", "decoders", name, key)
 
 
@@ -189,20 +189,20 @@ FIGURES: list[tuple[str, str, Callable[[], str]]] = [
     ("BENCHMARKS.md", "0.47 plain and 0.77 with", lambda: "{:.2f} plain and {:.2f} with".format(
         base("rtf", "whisper"), base("rtf", "infer.encoder.glossary"))),
     # BENCHMARKS.md, the decode table
-    ("BENCHMARKS.md", "| 0.280 | **0.960×** | 0.960× |", lambda: "| {:.3f} | **{:.3f}×** | {:.3f}× |".format(
+    ("BENCHMARKS.md", "| 0.188 | **0.971×** | 0.971× |", lambda: "| {:.3f} | **{:.3f}×** | {:.3f}× |".format(
         *(decoder("ffasr after updates", k) for k in ("rtf", "ratio_to_whisper", "cpu_ratio_to_whisper")))),
-    ("BENCHMARKS.md", "| 0.261 | **0.900×** | 0.900× |", lambda: "| {:.3f} | **{:.3f}×** | {:.3f}× |".format(
+    ("BENCHMARKS.md", "| 0.178 | **0.918×** | 0.919× |", lambda: "| {:.3f} | **{:.3f}×** | {:.3f}× |".format(
         *(decoder("ffasr fresh", k) for k in ("rtf", "ratio_to_whisper", "cpu_ratio_to_whisper")))),
-    ("BENCHMARKS.md", "| 0.254 | 0.868× | 0.868× |", lambda: "| {:.3f} | {:.3f}× | {:.3f}× |".format(
+    ("BENCHMARKS.md", "| 0.149 | 0.770× | 0.770× |", lambda: "| {:.3f} | {:.3f}× | {:.3f}× |".format(
         *(decoder("faster-whisper int8", k) for k in ("rtf", "ratio_to_whisper", "cpu_ratio_to_whisper")))),
-    ("BENCHMARKS.md", "| 0.297 | 1.070× | 1.070× |", lambda: "| {:.3f} | {:.3f}× | {:.3f}× |".format(
+    ("BENCHMARKS.md", "| 0.197 | 1.006× | 1.006× |", lambda: "| {:.3f} | {:.3f}× | {:.3f}× |".format(
         *(decoder("ffasr after updates, every term prompted", k) for k in ("rtf", "ratio_to_whisper", "cpu_ratio_to_whisper")))),
-    ("BENCHMARKS.md", "ffasr fresh 0.903×, after updates 1.005× (every name prompted 1.010×, fp32 projection 1.143×), faster-whisper int8 0.816× and fp32 1.056×",
+    ("BENCHMARKS.md", "ffasr fresh 0.945×, after updates 1.019× (every name prompted 1.055×, fp32 projection 1.079×), faster-whisper int8 0.717× and fp32 1.098×",
      lambda: "ffasr fresh {:.3f}×, after updates {:.3f}× (every name prompted {:.3f}×, fp32 projection {:.3f}×), faster-whisper int8 {:.3f}× and fp32 {:.3f}×".format(
         *(value("cost_decode_base.json", "decode", "base", "decoders", name, "ratio_to_whisper") for name in (
             "ffasr fresh", "ffasr after updates", "ffasr after updates, every term prompted", "ffasr after updates, fp32 projection",
             "faster-whisper int8", "faster-whisper fp32")))),
-    ("BENCHMARKS.md", "tiny.en fresh 0.856×, after updates 0.995× (every name prompted 1.061×), faster-whisper int8 0.796×; base fresh 0.897×, after updates 1.085× (every name prompted 1.160×), faster-whisper int8 0.754×",
+    ("BENCHMARKS.md", "tiny.en fresh 0.964×, after updates 1.166× (every name prompted 1.208×), faster-whisper int8 0.919×; base fresh 0.969×, after updates 1.169× (every name prompted 1.252×), faster-whisper int8 0.797×",
      lambda: "tiny.en fresh {:.3f}×, after updates {:.3f}× (every name prompted {:.3f}×), faster-whisper int8 {:.3f}×; base fresh {:.3f}×, after updates {:.3f}× (every name prompted {:.3f}×), faster-whisper int8 {:.3f}×".format(
         *(value("cost_decode_2threads.json", "decode", model, "decoders", name, "ratio_to_whisper") for model in ("tiny.en", "base") for name in (
             "ffasr fresh", "ffasr after updates", "ffasr after updates, every term prompted", "faster-whisper int8")))),

@@ -794,5 +794,5 @@ class _Loop:
             parts.append(f"{_count(len(self.open), 'open line')} not learned from")
         if not self.push_to_talk and (waiting := len(self.source)):
             parts.append(f"{_count(waiting, 'utterance')} still queued, not transcribed")
-        parts.append(f"{pending(self.session)}, kept for the next session")  # a complete batch updates as it opens
+        parts.append(f"{pending(self.session)}, kept for the next start")  # a complete batch updates as it opens
         self.say("; ".join(parts))
