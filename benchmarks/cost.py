@@ -126,6 +126,8 @@ def machine_info(threads: int) -> dict:
     import torch
     import whisper
 
+    from ffasr_cli.capture import bf16_available
+
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -141,6 +143,7 @@ def machine_info(threads: int) -> dict:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "amx": bf16_available(torch.device("cpu")),  # bf16 matrix tiles: decoding.bf16_encoder applies
         "threads": threads,
         "loadavg_at_start": load,
         "python": platform.python_version(),
@@ -718,6 +721,8 @@ def decode_table(model_name: str, threads: int, rounds: int, tmp: Path) -> dict:
         "ffasr after updates, every term prompted": infer(learned, glossary_drop_after=None),
         "ffasr after updates, fp32 projection": infer(learned, int8_projection=False),
     }
+    if learned.reader.bf16:  # a CPU with AMX: also the encoder in fp32, as on any other CPU
+        decoders["ffasr after updates, fp32 encoder"] = infer(learned, bf16_encoder=False)
     try:
         from faster_whisper import WhisperModel
 

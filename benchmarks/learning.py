@@ -65,6 +65,8 @@ ROWS = {
     "encoder+glossary always": ({"mode": "encoder", "glossary_drop_after": 1000}, True, True),
     # the default with decoding's output projection in fp32, as openai-whisper computes it (decoding.int8_projection)
     "encoder+glossary fp32": ({"mode": "encoder", "int8_projection": False}, True, True),
+    # the default with the encoder in fp32 on every CPU, as openai-whisper computes it (decoding.bf16_encoder)
+    "encoder+glossary fp32 encoder": ({"mode": "encoder", "bf16_encoder": False}, True, True),
     # the bigger offline model (ffasr[base]) with the shipped settings: does it learn a voice tiny.en hears badly?
     "plain base": ({"model": "base"}, False, False),
     "encoder base": ({"mode": "encoder", "model": "base"}, True, False),

@@ -194,11 +194,23 @@ class CapturingTask(DecodingTask):
             self.kept[HIDDEN] = torch.stack(steps, dim=1) if steps else None  # [rows, steps, d]
 
 
+def bf16_available(device: torch.device) -> bool:
+    """Whether ``device`` is a CPU that multiplies bf16 matrices in hardware (AMX tiles)."""
+    return device.type == "cpu" and getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+
+
 @torch.no_grad()
-def encode(model: Whisper, audio: np.ndarray, fp16: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The log-mel of ≤30 s of 16 kHz audio, and the encoder's output on it ([1, n_audio_ctx, d])."""
+def encode(model: Whisper, audio: np.ndarray, fp16: bool, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The log-mel of ≤30 s of 16 kHz audio, and the encoder's output on it ([1, n_audio_ctx, d]).
+
+    ``bf16`` (a CPU with ``bf16_available``): the encoder's products in bf16, its output in fp32
+    (``decoding.bf16_encoder``).
+    """
     mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(audio)).to(model.device))
-    return mel, model.encoder(mel.unsqueeze(0).half() if fp16 else mel.unsqueeze(0))
+    if fp16:
+        return mel, model.encoder(mel.unsqueeze(0).half())
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return mel, model.encoder(mel.unsqueeze(0)).float()
 
 
 @dataclass

@@ -70,8 +70,13 @@ class DecodingConfig:
     beam_size: int | None = setting(None, 1, 32)  # None: greedy
     # On CPU, the decoder's output projection (51,864 logits a token) in int8 while decoding: 5.6x
     # less time for that product, the same tokens on 61 benchmark clips, learning results within
-    # seed noise (projection.py, docs/decisions.md); false decodes exactly as openai-whisper does.
+    # seed noise (projection.py, docs/decisions.md); false (and bf16_encoder false) decodes exactly
+    # as openai-whisper does.
     int8_projection: bool = True
+    # On a CPU with AMX (bf16 matrix tiles), the encoder's products in bf16: a third of fp32's
+    # time for the encoder, which is most of a short utterance's decoding; WER and learning within
+    # seed noise (docs/decisions.md). False, or any other CPU: fp32, as openai-whisper computes it.
+    bf16_encoder: bool = True
     glossary: bool = True  # a third reading: the base model prompted with the learned terms (docs/guard.md)
     glossary_max_terms: int = setting(24, 0, 200)
     # A taught term leaves the glossary reading's prompt once the adapter itself wrote it in this

@@ -31,7 +31,7 @@ from whisper.decoding import DecodingOptions
 
 from .audio import is_silent, load_audio, read_windows
 from .cache import CacheEntry
-from .capture import Window, WindowCapture, encode
+from .capture import Window, WindowCapture, bf16_available, encode
 from .config import DecodingConfig
 from .corrections import holds_spelling, is_common_word
 from .evaluate import written_terms
@@ -71,6 +71,11 @@ class Reader:
     def int8(self) -> bool:
         """Whether decoding projects to the vocabulary in int8 (``decoding.int8_projection``, CPU only)."""
         return self.config.int8_projection and int8_available(torch.device(self.device))
+
+    @property
+    def bf16(self) -> bool:
+        """Whether the encoder runs its products in bf16 (``decoding.bf16_encoder``, CPUs with AMX only)."""
+        return self.config.bf16_encoder and bf16_available(torch.device(self.device))
 
     def read_apart(self) -> None:
         """Decode with a copy of the model of its own, so that a learner can train the original in
@@ -159,7 +164,7 @@ class Reader:
 
     def _read_window(self, samples: np.ndarray, options: DecodingOptions, keep: str | None, glossary: tuple[str, ...]) -> WindowCapture:
         """Encode one window once, then let each of ``self.readings`` read it in turn (``WindowTask``)."""
-        window = Window(self.model, *encode(self.model, samples, options.fp16), self.cache_dtype, self.int8)
+        window = Window(self.model, *encode(self.model, samples, options.fp16, self.bf16), self.cache_dtype, self.int8)
         task = WindowTask(self, window, options, keep, glossary, self.learned)
         for reading in self.readings:
             if not reading.read(task):

@@ -18,6 +18,7 @@ from conftest import TEXTS, add_entry, clip, same_weights, trainable, weights
 
 from ffasr_cli import ASRAgent
 from ffasr_cli.audio import SAMPLE_RATE, load_audio
+from ffasr_cli.capture import bf16_available
 from ffasr_cli.errors import CorrectionRejected, FfasrError
 
 DEPLOY = TEXTS["kubernetes_deploy"]
@@ -527,6 +528,23 @@ def test_decoding_with_the_exact_projection_is_openai_whispers_own(captures):
         assert list(ours.tokens) == theirs.tokens and ours.text == theirs.text
         assert ours.avg_logprob == pytest.approx(theirs.avg_logprob, abs=1e-5)
         assert ours.no_speech_prob == pytest.approx(theirs.no_speech_prob, abs=1e-5)
+
+
+@pytest.mark.skipif(not bf16_available(torch.device("cpu")), reason="this CPU has no AMX: the encoder stays in fp32")
+def test_the_encoder_in_bf16_reads_what_it_reads_in_fp32(captures):
+    """``decoding.bf16_encoder``: on a CPU with AMX the reader encodes in bf16, and each clip's
+    encoder output moves by a few percent of its size, not enough to change a transcript."""
+    from ffasr_cli.capture import Window, encode
+
+    agent = captures.agent("encoder", "float32")
+    assert agent.reader.bf16
+    options = agent.reader.options(None)
+    for name in TEXTS:
+        audio = load_audio(clip(name))
+        (mel, exact), (_, bf16) = (encode(agent.model, audio, fp16=False, bf16=b) for b in (False, True))
+        assert bf16.dtype == torch.float32 and (bf16 - exact).norm() < 0.03 * exact.norm()
+        texts = (Window(agent.model, mel, f, torch.float32, int8=False).decode(options, None).text for f in (exact, bf16))
+        assert next(texts) == next(texts), name
 
 
 def test_the_int8_projection_picks_the_same_tokens_with_nearly_the_same_log_probabilities(captures):
