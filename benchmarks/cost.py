@@ -643,7 +643,7 @@ def bench_model(model_name: str, args) -> dict:
 
 # --------------------------------------------------------------------------- decode table
 
-DECODERS = ("whisper", "ffasr fresh", "ffasr after updates", "ffasr after updates, every term prompted", "ffasr after updates, fp32 projection", "faster-whisper int8", "faster-whisper fp32")
+DECODERS = ("whisper", "ffasr fresh", "ffasr after updates", "ffasr after updates, every term prompted", "ffasr after updates, fp32 projection", "ffasr after updates, fp32 encoder", "faster-whisper int8", "faster-whisper fp32")
 
 
 def faster_whisper_folder(model_name: str, tmp: Path) -> Path:
