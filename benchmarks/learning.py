@@ -511,7 +511,8 @@ def main() -> None:
     parser.add_argument("--slices", default=",".join(SLICE_ROWS), help="slices to run (held-out is never used for tuning)")
     parser.add_argument("--quick", action="store_true", help="skip the espeak and human-speech sets")
     parser.add_argument("--curve", default=DEFAULT_ROW, help="row whose learning curve is recorded (dev; a job of its own)")
-    parser.add_argument("--seeds", type=int, default=3, help=f"train the rows {', '.join(SEEDED_ROWS)} with this many seeds (adapter init, replay draws); the table pools them")
+    parser.add_argument("--seeds", type=int, default=3, help="train the --seeded rows with this many seeds (adapter init, replay draws); the table pools them")
+    parser.add_argument("--seeded", default=",".join(SEEDED_ROWS), help="comma-separated rows trained with --seeds seeds (default: %(default)s); the others with one")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2)))
     parser.add_argument("--out", type=Path, default=RESULTS / "learning.json")
     parser.add_argument("--merge", action="store_true", help="keep the results already in --out of the jobs not run now (each says when it was measured)")
@@ -526,7 +527,8 @@ def main() -> None:
         if unknown:
             sys.exit(f"unknown rows: {unknown}; known: {list(ROWS)}, each also as 'ROW @VOICE' for VOICE in {TRAINING_VOICES}"
                      f" and as 'ROW{RESTARTS}N' (N dialogs per process)")
-        jobs += [(n, slice_name, args.data, args.quick, False, seed) for n in names for seed in range(args.seeds if split_row(n)[0] in SEEDED_ROWS else 1)]
+        seeded = {n.strip() for n in args.seeded.split(",")}
+        jobs += [(n, slice_name, args.data, args.quick, False, seed) for n in names for seed in range(args.seeds if split_row(n)[0] in seeded else 1)]
     if args.curve in ROWS:  # first: the longest job, so that it does not run alone at the end
         jobs.insert(0, (args.curve, "dev", args.data, args.quick, True, 0))
     kept = earlier_results(args.out, jobs) if args.merge else []
