@@ -59,7 +59,8 @@ class ASRAgent:
         )
         t = self.config.training
         sot = tuple(self.tokenizer.sot_sequence_including_notimestamps)
-        self.mode = MODES[t.mode](self.model, t, sot, self.tokenizer.eot)
+        self.reader = Reader(self.model, self.tokenizer, self.config.decoding, self.device, getattr(torch, t.cache_dtype))
+        self.mode = MODES[t.mode](self.model, t, sot, self.tokenizer.eot, encoder_bf16=self.reader.bf16)
         if t.mode == "logits" and self.config.decoding.beam_size:
             raise FfasrError("logits mode caches the greedy path: set decoding.beam_size to null")
         with torch.random.fork_rng(devices=[]):  # seeded adapter init, without touching the caller's RNG
@@ -67,7 +68,6 @@ class ASRAgent:
             params = self.mode.install()
         self.cache = InteractionCache(t.max_cache_size)
         self.learner = Learner(self.mode, self.tokenizer, t, self.cache, params, seed)
-        self.reader = Reader(self.model, self.tokenizer, self.config.decoding, self.device, getattr(torch, t.cache_dtype))
 
     # ---------------------------------------------------------------- the four calls
 

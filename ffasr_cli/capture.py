@@ -199,18 +199,21 @@ def bf16_available(device: torch.device) -> bool:
     return device.type == "cpu" and getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
 
 
+def run_encoder(model: Whisper, mel: torch.Tensor, fp16: bool, bf16: bool = False) -> torch.Tensor:
+    """The encoder's output on a batch of log-mels as decoding computes it: in fp16 (``fp16``, a
+    GPU), else in fp32, or with its products in bf16 and its output in fp32 (``bf16``: a CPU with
+    ``bf16_available``, ``decoding.bf16_encoder``)."""
+    if fp16:
+        return model.encoder(mel.half())
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return model.encoder(mel.float()).float()
+
+
 @torch.no_grad()
 def encode(model: Whisper, audio: np.ndarray, fp16: bool, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The log-mel of ≤30 s of 16 kHz audio, and the encoder's output on it ([1, n_audio_ctx, d]).
-
-    ``bf16`` (a CPU with ``bf16_available``): the encoder's products in bf16, its output in fp32
-    (``decoding.bf16_encoder``).
-    """
+    """The log-mel of ≤30 s of 16 kHz audio, and the encoder's output on it ([1, n_audio_ctx, d])."""
     mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(audio)).to(model.device))
-    if fp16:
-        return mel, model.encoder(mel.unsqueeze(0).half())
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        return mel, model.encoder(mel.unsqueeze(0)).float()
+    return mel, run_encoder(model, mel.unsqueeze(0), fp16, bf16)
 
 
 @dataclass

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from whisper.model import Whisper
 
 from .align import matched_label_positions, position_targets
-from .capture import AUDIO_FEATURES, HIDDEN, MEL, WindowCapture
+from .capture import AUDIO_FEATURES, HIDDEN, MEL, WindowCapture, run_encoder
 from .config import TrainingConfig
 from .lora import add_decoder_lora, add_head_adapter, disabled_adapters
 
@@ -40,9 +40,10 @@ class UpdateMode:
     name: str
     keeps: str
 
-    def __init__(self, model: Whisper, config: TrainingConfig, sot_sequence: tuple[int, ...], eot: int):
+    def __init__(self, model: Whisper, config: TrainingConfig, sot_sequence: tuple[int, ...], eot: int, encoder_bf16: bool = False):
         self.model, self.config = model, config
         self.sot_sequence, self.eot = sot_sequence, eot
+        self.encoder_bf16 = encoder_bf16  # decoding runs the encoder's products in bf16 (``Reader.bf16``)
 
     def install(self) -> list[torch.nn.Parameter]:
         """Add this mode's adapter to the model; return the parameters to train."""
@@ -222,9 +223,9 @@ class FullMode(EncoderMode):
         return params
 
     def audio_features(self, targets: Sequence[Target]) -> torch.Tensor:
-        # the encoder as decoding ran it (fp16 on a GPU: capture.encode), the decoder as encoder mode runs it
+        # the encoder as decoding ran it (capture.encode), the decoder as encoder mode runs it
         mel = torch.stack([t.window.mel for t in targets])
-        return self.model.encoder(mel.float() if mel.device.type == "cpu" else mel.half()).float()
+        return run_encoder(self.model, mel, fp16=mel.device.type != "cpu", bf16=self.encoder_bf16).float()
 
     def keep(self, targets: Sequence[Target], what: str, compute) -> torch.Tensor | dict:
         return compute()  # the baseline recomputes everything from the audio, every pass
