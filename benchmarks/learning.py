@@ -520,6 +520,7 @@ def main() -> None:
     if not (args.data / "train_dev.jsonl").exists():
         sys.exit(f"no data in {args.data}: run python scripts/make_speech.py (and scripts/asterisk_set.py) first")
     rows = dict(SLICE_ROWS, **dict(r.split("=", 1) for r in args.rows))
+    seeded = {n.strip() for n in args.seeded.split(",")}
     jobs = []
     for slice_name in args.slices.split(","):
         names = [n.strip() for n in rows.get(slice_name, "").split(",") if n.strip()]
@@ -527,7 +528,6 @@ def main() -> None:
         if unknown:
             sys.exit(f"unknown rows: {unknown}; known: {list(ROWS)}, each also as 'ROW @VOICE' for VOICE in {TRAINING_VOICES}"
                      f" and as 'ROW{RESTARTS}N' (N dialogs per process)")
-        seeded = {n.strip() for n in args.seeded.split(",")}
         jobs += [(n, slice_name, args.data, args.quick, False, seed) for n in names for seed in range(args.seeds if split_row(n)[0] in seeded else 1)]
     if args.curve in ROWS:  # first: the longest job, so that it does not run alone at the end
         jobs.insert(0, (args.curve, "dev", args.data, args.quick, True, 0))
